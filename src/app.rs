@@ -1,0 +1,100 @@
+//! `regauth serve`: load the config, set up logging and metrics, bind,
+//! start the reloader, serve until SIGTERM/SIGINT, drain.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{parse_listen_address, ListenAddress, LogFormat, LogSettings};
+use crate::server;
+use crate::snapshot::Snapshot;
+use crate::state::State;
+
+/// Runs the server on the config at `config_path`. Returns when a shutdown
+/// signal has been handled; errors are start-up failures.
+pub fn serve(config_path: &Path) -> anyhow::Result<()> {
+    let config_path = absolute(config_path)?;
+    init_logging(&log_settings_of(&config_path));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve_async(config_path))
+}
+
+async fn serve_async(config_path: PathBuf) -> anyhow::Result<()> {
+    let path = config_path.clone();
+    let snapshot = tokio::task::spawn_blocking(move || Snapshot::load(&path))
+        .await
+        .context("config loader failed")??;
+    for line in snapshot.summary().lines() {
+        tracing::info!("{line}");
+    }
+    let limits = snapshot.config.limits.clone();
+    let listen = snapshot.config.listen.clone();
+    let metrics = crate::metrics::install()?;
+    let state = Arc::new(State::new(snapshot, config_path, Some(metrics)));
+    metrics::gauge!("regauth_config_generation").set(1.0);
+
+    // Socket activation replaces the configured listeners; an inherited
+    // unix socket is trusted when the configured unix listener is.
+    let trust_unix = listen.iter().any(|spec| {
+        spec.trusted() && matches!(parse_listen_address(spec.address()), Ok(ListenAddress::Unix(_)))
+    });
+    let mut listeners = server::inherited_listeners(trust_unix)?;
+    if listeners.is_empty() {
+        listeners = server::bind_all(&listen, limits.backlog)?;
+    } else {
+        tracing::info!(count = listeners.len(), "using sockets from systemd; `listen` is not bound");
+    }
+
+    crate::reload::spawn(Arc::clone(&state))?;
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    server::run(listeners, state, limits, shutdown_signal()).await;
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut terminate), Ok(mut interrupt)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        tracing::error!("cannot listen for shutdown signals; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM received"),
+        _ = interrupt.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("bad config path {}", path.display()))
+}
+
+/// Logging starts before the config is fully validated, so its errors are
+/// logged too: read just the `log` section, falling back to defaults.
+fn log_settings_of(config_path: &Path) -> LogSettings {
+    std::fs::read_to_string(config_path)
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|value| value.get("log").cloned())
+        .and_then(|log| serde_json::from_value(log).ok())
+        .unwrap_or_default()
+}
+
+fn init_logging(settings: &LogSettings) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::try_new(&settings.level).unwrap_or_else(|_| EnvFilter::new("info"))
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match settings.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
+    };
+}

@@ -1,0 +1,223 @@
+//! HTTP: the router, and the one place where an [`ApiError`] becomes a
+//! status, headers and a JSON body. Handlers return values; none of them
+//! builds an error response by hand.
+
+mod auth_endpoint;
+mod basic;
+mod health;
+mod token_endpoint;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use serde_json::json;
+
+use crate::state::State;
+
+/// Response body type of every handler.
+pub type Body = Full<Bytes>;
+
+/// What the server knows about the connection a request came in on.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// Peer address for logs (`unix` for unix sockets).
+    pub peer: String,
+    /// Whether the listener is trusted to carry a front proxy's user header.
+    pub trusted: bool,
+}
+
+/// Every way a request can fail, with what the client is told.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request itself is wrong; `code` is a Distribution errcode.
+    #[error("{message}")]
+    BadRequest {
+        /// errcode value, e.g. `MISSING_REQUIRED_FIELD`.
+        code: &'static str,
+        /// What is wrong, for the client.
+        message: String,
+    },
+    /// Credentials missing, wrong, or not good enough; `challenge` is the
+    /// `WWW-Authenticate` value that tells the client what to do.
+    #[error("{message}")]
+    Unauthorized {
+        /// For the client.
+        message: String,
+        /// The `WWW-Authenticate` header value.
+        challenge: String,
+    },
+    /// No credential could help.
+    #[error("{message}")]
+    Forbidden {
+        /// For the client.
+        message: String,
+    },
+    /// No such endpoint.
+    #[error("no such endpoint")]
+    NotFound,
+    /// The endpoint exists but not for this method.
+    #[error("method not allowed")]
+    MethodNotAllowed {
+        /// Value of the `Allow` header.
+        allow: &'static str,
+    },
+    /// The body is larger than the endpoint accepts.
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// Our fault; the detail goes to the log, not to the client.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. } => code,
+            ApiError::Unauthorized { .. } => "UNAUTHORIZED",
+            ApiError::Forbidden { .. } => "DENIED",
+            ApiError::NotFound => "NOT_FOUND",
+            ApiError::MethodNotAllowed { .. } => "UNSUPPORTED",
+            ApiError::PayloadTooLarge => "SIZE_INVALID",
+            ApiError::Internal(_) => "UNKNOWN",
+        }
+    }
+
+    /// The error as the client sees it: the Distribution errcode envelope,
+    /// which docker, containerd and containers/image all parse.
+    pub fn into_response(self) -> Response<Body> {
+        let status = self.status();
+        let message = match &self {
+            ApiError::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error");
+                "internal error".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let body = json!({ "errors": [{ "code": self.code(), "message": message }] });
+        let mut response = json_response(status, &body);
+        let headers = response.headers_mut();
+        match &self {
+            ApiError::Unauthorized { challenge, .. } => {
+                if let Ok(value) = HeaderValue::from_str(challenge) {
+                    headers.insert(WWW_AUTHENTICATE, value);
+                }
+            }
+            ApiError::MethodNotAllowed { allow } => {
+                headers.insert(ALLOW, HeaderValue::from_static(allow));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// A JSON response that no cache may keep (it may hold a token).
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Which handler a request goes to; also the `endpoint` metric label.
+#[derive(Clone, Copy)]
+enum Endpoint {
+    Token,
+    Auth,
+    Health,
+    Metrics,
+    Unknown,
+}
+
+impl Endpoint {
+    fn label(self) -> &'static str {
+        match self {
+            Endpoint::Token => "token",
+            Endpoint::Auth => "auth",
+            Endpoint::Health => "healthz",
+            Endpoint::Metrics => "metrics",
+            Endpoint::Unknown => "unknown",
+        }
+    }
+}
+
+/// Serves one request. Never fails: every error is an answer.
+pub async fn handle(
+    state: Arc<State>,
+    connection: Arc<Connection>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let snapshot = state.snapshot();
+    let path = request.uri().path();
+    let token_path = snapshot.config.token_path.as_str();
+    let endpoint = if path == token_path || path.strip_suffix('/') == Some(token_path) {
+        Endpoint::Token
+    } else if path == snapshot.config.auth.path {
+        Endpoint::Auth
+    } else if path == "/healthz" {
+        Endpoint::Health
+    } else if path == "/metrics" {
+        Endpoint::Metrics
+    } else {
+        Endpoint::Unknown
+    };
+    let method = request.method().clone();
+    let result = match (endpoint, &method) {
+        (Endpoint::Token, &Method::GET) => {
+            token_endpoint::get(&state, &snapshot, &connection, &request).await
+        }
+        (Endpoint::Token, &Method::POST) => {
+            token_endpoint::post(&state, &snapshot, &connection, request).await
+        }
+        (Endpoint::Token, _) => Err(ApiError::MethodNotAllowed { allow: "GET, POST" }),
+        (Endpoint::Auth, &Method::GET | &Method::HEAD) => {
+            Ok(auth_endpoint::handle(&state, &snapshot, &connection, &request).await)
+        }
+        (Endpoint::Auth, _) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+        (Endpoint::Health, &Method::GET | &Method::HEAD) => Ok(health::healthz(&state, &snapshot)),
+        (Endpoint::Metrics, &Method::GET | &Method::HEAD) => Ok(health::metrics(&state)),
+        (Endpoint::Health | Endpoint::Metrics, _) => {
+            Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" })
+        }
+        (Endpoint::Unknown, _) => Err(ApiError::NotFound),
+    };
+    let response = result.unwrap_or_else(ApiError::into_response);
+    metrics::counter!(
+        "regauth_http_requests_total",
+        "endpoint" => endpoint.label(),
+        "status" => response.status().as_str().to_owned()
+    )
+    .increment(1);
+    metrics::histogram!("regauth_http_request_seconds", "endpoint" => endpoint.label())
+        .record(started.elapsed().as_secs_f64());
+    Ok(response)
+}
+
+/// The current unix time in seconds; the one clock read of a request,
+/// handed to the pure code below.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,462 @@
+//! The token endpoint: `GET` (Distribution token spec) and the OAuth2
+//! `POST` form (password and refresh_token grants). Parse the request, find
+//! who asks, let the ACL grant the intersection, sign, answer.
+
+use std::borrow::Cow;
+
+use http::header::CONTENT_TYPE;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use super::basic::{presented, Presented};
+use super::{json_response, unix_now, ApiError, Body, Connection};
+use crate::acl::Subject;
+use crate::scope::{parse_scopes, ResourceScope};
+use crate::snapshot::Snapshot;
+use crate::state::State;
+use crate::token::{self, AccessClaims, AccessEntry, Expectations, RefreshClaims};
+
+/// Largest POST form accepted; real forms are well under 1 KiB, but many
+/// scopes can add up.
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// Who the token is for, once authenticated.
+struct Identity {
+    /// `None` for anonymous.
+    account: Option<String>,
+    /// Groups, for the ACL.
+    groups: Vec<String>,
+    /// Fingerprint of the user's password hash, bound into refresh tokens.
+    credential: Option<String>,
+}
+
+impl Identity {
+    fn anonymous() -> Identity {
+        Identity {
+            account: None,
+            groups: Vec::new(),
+            credential: None,
+        }
+    }
+}
+
+/// Whether and how the answer carries a refresh token.
+enum Refresh {
+    /// No refresh token.
+    No,
+    /// Issue one (offline access asked for).
+    Issue,
+    /// Hand the presented one back, unchanged: clients such as dockerd
+    /// cannot store a rotated token (moby #39718).
+    Echo(String),
+}
+
+/// Request parameters, decoded as `application/x-www-form-urlencoded`
+/// (Go clients encode spaces as `+`).
+struct Params<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+impl<'a> Params<'a> {
+    fn parse(input: &'a [u8]) -> Params<'a> {
+        Params(form_urlencoded::parse(input).collect())
+    }
+
+    /// A field that may appear at most once (repeats must agree).
+    fn single(&self, name: &'static str) -> Result<Option<&str>, ApiError> {
+        let mut values = self.all(name);
+        let first = values.next();
+        if values.any(|other| Some(other) != first) {
+            return Err(ApiError::BadRequest {
+                code: "UNSUPPORTED_VALUE",
+                message: format!("`{name}` given more than once with different values"),
+            });
+        }
+        Ok(first)
+    }
+
+    fn required(&self, name: &'static str) -> Result<&str, ApiError> {
+        self.single(name)?
+            .filter(|value| !value.is_empty())
+            .ok_or_else(|| ApiError::BadRequest {
+                code: "MISSING_REQUIRED_FIELD",
+                message: format!("`{name}` is required"),
+            })
+    }
+
+    fn all(&self, name: &'static str) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .filter(move |(key, _)| key == name)
+            .map(|(_, value)| value.as_ref())
+    }
+
+    /// Every requested scope: repeated fields, each possibly space-joined.
+    fn scopes(&self) -> Result<Vec<ResourceScope>, ApiError> {
+        parse_scopes(self.all("scope")).map_err(|e| ApiError::BadRequest {
+            code: "INVALID_SCOPE",
+            message: e.to_string(),
+        })
+    }
+
+    /// `service` may be left out (the configured one is meant); any other
+    /// value than the configured one is a misdirected request.
+    fn check_service(&self, snapshot: &Snapshot) -> Result<(), ApiError> {
+        match self.single("service")? {
+            Some(service) if !service.is_empty() && service != snapshot.config.service => {
+                Err(ApiError::BadRequest {
+                    code: "UNSUPPORTED_VALUE",
+                    message: format!(
+                        "unknown service `{service}`; this server issues tokens for `{}`",
+                        snapshot.config.service
+                    ),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `GET /token?service=..&scope=..[&offline_token=true]` with Basic
+/// credentials or none.
+pub async fn get(
+    state: &State,
+    snapshot: &Snapshot,
+    connection: &Connection,
+    request: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let params = Params::parse(request.uri().query().unwrap_or("").as_bytes());
+    params.check_service(snapshot)?;
+    let offline = match params.single("offline_token")? {
+        None | Some("") => false,
+        Some(value) => parse_go_bool(value).ok_or_else(|| ApiError::BadRequest {
+            code: "BAD_TOKEN_OPTION",
+            message: format!("`offline_token` must be true or false, not `{value}`"),
+        })?,
+    };
+    let scopes = params.scopes()?;
+    let identity = match presented(request.headers()) {
+        Presented::Nothing => Identity::anonymous(),
+        // containerd's fallback after a refused POST: the refresh token as
+        // the password of an empty user name.
+        Presented::Basic { user, password } if user.is_empty() => {
+            redeem_refresh_token(snapshot, &password, connection)?
+        }
+        Presented::Basic { user, password } => {
+            if let Some(account) = params.single("account")? {
+                if !account.is_empty() && account != user {
+                    return Err(ApiError::BadRequest {
+                        code: "UNSUPPORTED_VALUE",
+                        message: "`account` does not match the Basic credentials".into(),
+                    });
+                }
+            }
+            check_password(state, snapshot, &user, &password, connection).await?
+        }
+        Presented::Bearer(_) => {
+            return Err(unauthorized(
+                snapshot,
+                "the token endpoint takes Basic credentials, not a bearer token",
+            ))
+        }
+        Presented::Malformed(reason) => {
+            return Err(ApiError::BadRequest {
+                code: "UNSUPPORTED_VALUE",
+                message: reason.into(),
+            })
+        }
+    };
+    let refresh = if offline { Refresh::Issue } else { Refresh::No };
+    let client = params.single("client_id")?.unwrap_or("");
+    issue(snapshot, connection, identity, &scopes, refresh, false, client, "get")
+}
+
+/// OAuth2 `POST /token` (form): `grant_type=password` or `refresh_token`.
+pub async fn post(
+    state: &State,
+    snapshot: &Snapshot,
+    connection: &Connection,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let is_form = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media| {
+            media
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !is_form {
+        return Err(ApiError::BadRequest {
+            code: "UNSUPPORTED_VALUE",
+            message: "POST bodies must be application/x-www-form-urlencoded".into(),
+        });
+    }
+    // Collect works with Content-Length and chunked bodies alike (podman
+    // sends its refresh grant chunked).
+    let body = Limited::new(request.into_body(), MAX_FORM_BYTES)
+        .collect()
+        .await
+        .map_err(|error| {
+            if error.is::<http_body_util::LengthLimitError>() {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::BadRequest {
+                    code: "UNSUPPORTED_VALUE",
+                    message: "could not read the request body".into(),
+                }
+            }
+        })?
+        .to_bytes();
+    let params = Params::parse(&body);
+    params.check_service(snapshot)?;
+    let grant_type = params.required("grant_type")?;
+    let offline = match params.single("access_type")? {
+        None | Some("") | Some("online") => false,
+        Some("offline") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest {
+                code: "UNSUPPORTED_VALUE",
+                message: format!("`access_type` must be online or offline, not `{other}`"),
+            })
+        }
+    };
+    let scopes = params.scopes()?;
+    let client = params.single("client_id")?.unwrap_or("");
+    let (identity, refresh) = match grant_type {
+        "password" => {
+            let user = params.required("username")?;
+            let password = params.required("password")?;
+            let identity = check_password(state, snapshot, user, password, connection).await?;
+            let refresh = if offline { Refresh::Issue } else { Refresh::No };
+            (identity, refresh)
+        }
+        "refresh_token" => {
+            let presented_token = params.required("refresh_token")?;
+            let identity = redeem_refresh_token(snapshot, presented_token, connection)?;
+            (identity, Refresh::Echo(presented_token.to_owned()))
+        }
+        other => {
+            return Err(ApiError::BadRequest {
+                code: "UNSUPPORTED_VALUE",
+                message: format!(
+                    "`grant_type` must be password or refresh_token, not `{other}`"
+                ),
+            })
+        }
+    };
+    issue(snapshot, connection, identity, &scopes, refresh, true, client, grant_type)
+}
+
+/// The Basic challenge every credential failure carries.
+fn unauthorized(snapshot: &Snapshot, message: &str) -> ApiError {
+    ApiError::Unauthorized {
+        message: message.to_owned(),
+        challenge: format!("Basic realm=\"{}\"", snapshot.config.service),
+    }
+}
+
+async fn check_password(
+    state: &State,
+    snapshot: &Snapshot,
+    user: &str,
+    password: &str,
+    connection: &Connection,
+) -> Result<Identity, ApiError> {
+    match state.credentials.verify(&snapshot.users, user, password).await {
+        Ok(record) => Ok(Identity {
+            account: Some(user.to_owned()),
+            credential: Some(record.credential_fingerprint()),
+            groups: record.groups,
+        }),
+        Err(crate::credentials::CredentialError::Invalid) => {
+            tracing::warn!(account = user, peer = %connection.peer, "token refused: invalid username or password");
+            metrics::counter!("regauth_token_requests_total", "outcome" => "bad_credentials").increment(1);
+            Err(unauthorized(snapshot, "invalid username or password"))
+        }
+        Err(other) => Err(ApiError::Internal(other.to_string())),
+    }
+}
+
+/// A refresh token is good while its user exists with the same password.
+fn redeem_refresh_token(
+    snapshot: &Snapshot,
+    presented_token: &str,
+    connection: &Connection,
+) -> Result<Identity, ApiError> {
+    let config = &snapshot.config;
+    let expect = Expectations {
+        issuer: &config.issuer,
+        audience: &config.service,
+        leeway_secs: 0,
+        now: unix_now(),
+    };
+    let refuse = |reason: &str| {
+        tracing::warn!(peer = %connection.peer, reason, "refresh token refused");
+        metrics::counter!("regauth_token_requests_total", "outcome" => "bad_refresh_token").increment(1);
+        unauthorized(snapshot, "invalid or revoked refresh token")
+    };
+    let claims: RefreshClaims = token::verify_refresh(&snapshot.verifying_keys, presented_token, &expect)
+        .map_err(|error| refuse(&error.to_string()))?;
+    let user = snapshot
+        .users
+        .get(&claims.sub)
+        .ok_or_else(|| refuse("user no longer exists"))?;
+    let current = user.credential_fingerprint();
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        current.as_bytes(),
+        claims.credential.as_bytes(),
+    )) {
+        return Err(refuse("password changed since the token was issued"));
+    }
+    Ok(Identity {
+        account: Some(claims.sub),
+        groups: user.groups.clone(),
+        credential: Some(current),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn issue(
+    snapshot: &Snapshot,
+    connection: &Connection,
+    identity: Identity,
+    requested: &[ResourceScope],
+    refresh: Refresh,
+    oauth_form: bool,
+    client: &str,
+    grant: &str,
+) -> Result<Response<Body>, ApiError> {
+    let config = &snapshot.config;
+    let subject = Subject {
+        account: identity.account.as_deref(),
+        groups: &identity.groups,
+    };
+    let granted = snapshot.acl.grant(&subject, requested);
+    let now = unix_now();
+    let lifetime = i64::try_from(config.token.expiration_secs).unwrap_or(i64::MAX);
+    let account = identity.account.clone().unwrap_or_default();
+    let claims = AccessClaims {
+        iss: config.issuer.clone(),
+        sub: account.clone(),
+        aud: config.service.clone(),
+        exp: now.saturating_add(lifetime),
+        nbf: now,
+        iat: now,
+        jti: token::new_jti(),
+        access: granted.iter().map(access_entry).collect(),
+    };
+    let access_token = token::sign(&snapshot.signing_key, &claims)
+        .map_err(|e| ApiError::Internal(format!("signing failed: {e}")))?;
+    let refresh_token = match (refresh, &identity.account, &identity.credential) {
+        (Refresh::Echo(presented_token), _, _) => Some(presented_token),
+        (Refresh::Issue, Some(account), Some(credential)) => {
+            let refresh_lifetime =
+                i64::try_from(config.token.refresh_expiration_secs).unwrap_or(i64::MAX);
+            let claims = RefreshClaims::new(
+                &config.issuer,
+                account,
+                &config.service,
+                credential,
+                now,
+                refresh_lifetime,
+            );
+            Some(
+                token::sign(&snapshot.signing_key, &claims)
+                    .map_err(|e| ApiError::Internal(format!("signing failed: {e}")))?,
+            )
+        }
+        // Anonymous callers have nothing to refresh.
+        _ => None,
+    };
+
+    let requested_text = join_scopes(requested);
+    let granted_text = join_scopes(&granted);
+    tracing::info!(
+        account = %account,
+        peer = %connection.peer,
+        grant,
+        client,
+        requested = %requested_text,
+        granted = %granted_text,
+        refresh_token = refresh_token.is_some(),
+        "token issued"
+    );
+    metrics::counter!("regauth_token_requests_total", "outcome" => "issued").increment(1);
+
+    let mut body = json!({
+        "token": access_token,
+        "access_token": access_token,
+        "expires_in": config.token.expiration_secs,
+        "issued_at": rfc3339(now),
+    });
+    if let Some(refresh_token) = refresh_token {
+        body["refresh_token"] = json!(refresh_token);
+    }
+    if oauth_form {
+        body["scope"] = json!(granted_text);
+    }
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+fn access_entry(scope: &ResourceScope) -> AccessEntry {
+    AccessEntry {
+        resource_type: scope.resource_type.clone(),
+        class: scope.class.clone(),
+        name: scope.name.clone(),
+        actions: scope.actions.iter().cloned().collect(),
+    }
+}
+
+fn join_scopes(scopes: &[ResourceScope]) -> String {
+    scopes
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// RFC 3339 UTC, as Go's `time.Time` JSON decoding wants it.
+fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
+}
+
+/// The spellings Go's `strconv.ParseBool` accepts, which the reference
+/// token server uses for `offline_token`.
+fn parse_go_bool(value: &str) -> Option<bool> {
+    match value {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_bools() {
+        assert_eq!(parse_go_bool("true"), Some(true));
+        assert_eq!(parse_go_bool("F"), Some(false));
+        assert_eq!(parse_go_bool("yes"), None);
+    }
+
+    #[test]
+    fn rfc3339_is_utc_with_z() {
+        assert_eq!(rfc3339(1_257_894_000), "2009-11-10T23:00:00Z");
+    }
+
+    #[test]
+    fn params_decode_plus_and_reject_conflicts() {
+        let params = Params::parse(b"scope=repository%3Aa%3Apull+repository%3Ab%3Apush&service=x&service=y");
+        assert_eq!(params.all("scope").next(), Some("repository:a:pull repository:b:push"));
+        assert!(params.single("service").is_err());
+        assert_eq!(params.scopes().unwrap().len(), 2);
+    }
+}

@@ -1,0 +1,1129 @@
+//! Signing and verification keys for registry tokens.
+//!
+//! This module owns everything about key *material*: parsing PEM private keys,
+//! certificates and public keys; checking that the configured algorithm fits
+//! the key; the two key-ID schemes registries use to find a trusted key
+//! (libtrust IDs for registry 2.8, RFC 7638 thumbprints for registry 3.x, see
+//! protocol.md §6.3 and §6.5); and generating a fresh key pair with a
+//! self-signed certificate for the registry's `rootcertbundle`.
+//!
+//! It does no I/O: callers read files (off the reactor) and pass PEM text.
+//! Token encoding and verification live in `token.rs`.
+
+use std::fmt;
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use jsonwebtoken::{DecodingKey, EncodingKey};
+use p256::elliptic_curve::sec1::ToEncodedPoint as _;
+use p256::pkcs8::der::{Decode as _, Encode as _};
+use p256::pkcs8::{
+    DecodePrivateKey as _, DecodePublicKey as _, EncodePrivateKey as _, EncodePublicKey as _,
+    LineEnding, ObjectIdentifier, PrivateKeyInfo, SubjectPublicKeyInfoRef,
+};
+use rsa::pkcs1::{DecodeRsaPrivateKey as _, EncodeRsaPrivateKey as _};
+use rsa::traits::PublicKeyParts as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+/// OID of `id-ecPublicKey` (RFC 5480).
+const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+/// OID of the P-256 curve, `prime256v1` / `secp256r1`.
+const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+/// OID of `rsaEncryption` (RFC 8017).
+const OID_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+/// OID of Ed25519 (RFC 8410), named in errors because registry 2.8 cannot use it.
+const OID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+
+/// Smallest RSA modulus we accept; smaller keys are considered broken.
+const RSA_MIN_BITS: usize = 2048;
+/// Size of RSA keys made by [`generate`]. 2048 rather than 3072 keeps the
+/// signature and the `x5c` header small (protocol.md §9.17); prefer ES256.
+const RSA_GENERATE_BITS: usize = 2048;
+/// Validity of a generated certificate, in days (about ten years).
+const GENERATED_CERT_DAYS: i64 = 3650;
+
+/// JWS algorithm used to sign tokens. Registry 2.8 accepts only ES256 and
+/// RS256; PS256 works with registry 3.x only (protocol.md §9.6).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// ECDSA on P-256 with SHA-256, raw r‖s signatures.
+    #[serde(rename = "ES256")]
+    Es256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    #[serde(rename = "RS256")]
+    Rs256,
+    /// RSASSA-PSS with SHA-256 (not accepted by registry 2.8).
+    #[serde(rename = "PS256")]
+    Ps256,
+}
+
+impl Algorithm {
+    /// The JWS `alg` name, e.g. `"ES256"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::Es256 => "ES256",
+            Algorithm::Rs256 => "RS256",
+            Algorithm::Ps256 => "PS256",
+        }
+    }
+
+    /// Parses a JWS `alg` header value; anything but our three is `None`.
+    pub fn from_jws_name(name: &str) -> Option<Algorithm> {
+        match name {
+            "ES256" => Some(Algorithm::Es256),
+            "RS256" => Some(Algorithm::Rs256),
+            "PS256" => Some(Algorithm::Ps256),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<Algorithm> for jsonwebtoken::Algorithm {
+    fn from(alg: Algorithm) -> Self {
+        match alg {
+            Algorithm::Es256 => jsonwebtoken::Algorithm::ES256,
+            Algorithm::Rs256 => jsonwebtoken::Algorithm::RS256,
+            Algorithm::Ps256 => jsonwebtoken::Algorithm::PS256,
+        }
+    }
+}
+
+/// Which key ID goes into the `kid` header of tokens we sign.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum KidFormat {
+    /// libtrust key ID: what registry 2.8 looks up (protocol.md §6.3).
+    Libtrust,
+    /// RFC 7638 thumbprint: what registry 3.1+ looks up (protocol.md §6.5).
+    Thumbprint,
+}
+
+/// Why key material could not be loaded or made. Messages are written for
+/// the operator; the caller adds which file was being read.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The text is not well-formed PEM.
+    #[error("malformed PEM: {0}")]
+    Pem(String),
+    /// No private key block was found.
+    #[error("no private key found: expected a PEM block labelled PRIVATE KEY, EC PRIVATE KEY or RSA PRIVATE KEY")]
+    NoPrivateKey,
+    /// More than one private key block was found.
+    #[error("the private key PEM holds more than one private key; keep exactly one")]
+    MultiplePrivateKeys,
+    /// The private key is password protected.
+    #[error("the private key is encrypted; regauth needs an unencrypted key (e.g. `openssl pkey -in KEY -out KEY.plain`)")]
+    EncryptedKey,
+    /// A key block could not be decoded.
+    #[error("invalid {what}: {reason}")]
+    InvalidKey {
+        /// What was being decoded, e.g. "PKCS#8 private key".
+        what: &'static str,
+        /// The decoder's complaint.
+        reason: String,
+    },
+    /// The key is of a type or curve regauth cannot use.
+    #[error("unsupported key type {0}; only EC P-256 (prime256v1) and RSA keys are supported")]
+    UnsupportedKeyType(String),
+    /// The configured algorithm does not fit the key.
+    #[error("private key is {key} but token.algorithm is {algorithm}; use {suggestion}")]
+    AlgorithmMismatch {
+        /// Description of the key, e.g. "an RSA key".
+        key: &'static str,
+        /// The configured algorithm.
+        algorithm: Algorithm,
+        /// Algorithms that would fit.
+        suggestion: &'static str,
+    },
+    /// The RSA key is too small to be trusted.
+    #[error("RSA key has {0} bits; at least 2048 are required")]
+    RsaKeyTooSmall(usize),
+    /// The certificate PEM holds no certificate.
+    #[error("no CERTIFICATE block found in the certificate PEM")]
+    NoCertificate,
+    /// A certificate could not be parsed.
+    #[error("certificate #{index} could not be parsed: {reason}")]
+    InvalidCertificate {
+        /// 1-based position of the certificate among the PEM blocks.
+        index: usize,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// The certificate is for a different key than the private key.
+    #[error("the certificate does not match the private key (certificate key ID {certificate}, private key ID {private_key})")]
+    CertificateMismatch {
+        /// libtrust ID of the certificate's public key.
+        certificate: String,
+        /// libtrust ID of the private key's public half.
+        private_key: String,
+    },
+    /// A verification-key PEM holds nothing usable.
+    #[error("no CERTIFICATE or PUBLIC KEY block found")]
+    NoPublicKeys,
+    /// Key or certificate generation failed.
+    #[error("could not generate key or certificate: {0}")]
+    Generate(String),
+}
+
+/// Public half of a supported key.
+#[derive(Clone)]
+enum PublicKey {
+    P256(p256::PublicKey),
+    Rsa(rsa::RsaPublicKey),
+}
+
+impl PublicKey {
+    /// Parses a DER SubjectPublicKeyInfo, naming unsupported types clearly.
+    fn from_spki_der(der: &[u8]) -> Result<PublicKey, KeyError> {
+        let invalid = |e: &dyn fmt::Display| KeyError::InvalidKey {
+            what: "public key",
+            reason: e.to_string(),
+        };
+        let spki = SubjectPublicKeyInfoRef::from_der(der).map_err(|e| invalid(&e))?;
+        let (oid, param) = spki.algorithm.oids().map_err(|e| invalid(&e))?;
+        match (oid, param) {
+            (OID_EC_PUBLIC_KEY, Some(OID_P256)) => p256::PublicKey::from_public_key_der(der)
+                .map(PublicKey::P256)
+                .map_err(|e| invalid(&e)),
+            (OID_EC_PUBLIC_KEY, curve) => Err(unsupported_curve(curve)),
+            (OID_RSA, _) => rsa::RsaPublicKey::from_public_key_der(der)
+                .map(PublicKey::Rsa)
+                .map_err(|e| invalid(&e)),
+            (other, _) => Err(unsupported_oid(other)),
+        }
+    }
+
+    /// Canonical DER SubjectPublicKeyInfo, the bytes Go's
+    /// `x509.MarshalPKIXPublicKey` produces (uncompressed EC point).
+    fn to_spki_der(&self) -> Result<Vec<u8>, KeyError> {
+        let doc = match self {
+            PublicKey::P256(k) => k.to_public_key_der(),
+            PublicKey::Rsa(k) => k.to_public_key_der(),
+        };
+        doc.map(|d| d.as_bytes().to_vec())
+            .map_err(|e| KeyError::InvalidKey {
+                what: "public key",
+                reason: e.to_string(),
+            })
+    }
+}
+
+fn unsupported_curve(curve: Option<ObjectIdentifier>) -> KeyError {
+    let curve = curve.map_or_else(|| "(none)".to_owned(), |c| c.to_string());
+    KeyError::UnsupportedKeyType(format!("EC key on curve OID {curve}"))
+}
+
+fn unsupported_oid(oid: ObjectIdentifier) -> KeyError {
+    if oid == OID_ED25519 {
+        KeyError::UnsupportedKeyType("Ed25519 (registry 2.8 refuses to start with it)".into())
+    } else {
+        KeyError::UnsupportedKeyType(format!("with algorithm OID {oid}"))
+    }
+}
+
+/// JWK public components for [`rfc7638_thumbprint`].
+#[derive(Debug, Clone, Copy)]
+pub enum PublicComponents<'a> {
+    /// EC P-256 affine coordinates, big-endian.
+    P256 {
+        /// The x coordinate.
+        x: &'a [u8],
+        /// The y coordinate.
+        y: &'a [u8],
+    },
+    /// RSA modulus and public exponent, big-endian.
+    Rsa {
+        /// The modulus.
+        n: &'a [u8],
+        /// The public exponent.
+        e: &'a [u8],
+    },
+}
+
+/// libtrust key ID of a public key (protocol.md §6.3): SHA-256 of the DER
+/// SubjectPublicKeyInfo, first 30 bytes, base32 (upper case, no padding),
+/// in 12 groups of 4 joined by `:`. Registry 2.8 finds `kid` keys by this.
+pub fn libtrust_kid(spki_der: &[u8]) -> String {
+    let digest = Sha256::digest(spki_der);
+    let encoded = data_encoding::BASE32_NOPAD.encode(&digest[..30]);
+    let mut kid = String::with_capacity(59);
+    for (i, c) in encoded.chars().enumerate() {
+        if i > 0 && i % 4 == 0 {
+            kid.push(':');
+        }
+        kid.push(c);
+    }
+    kid
+}
+
+/// RFC 7638 JWK thumbprint (SHA-256, base64url without padding) over the
+/// canonical JWK `{"crv","kty","x","y"}` or `{"e","kty","n"}`.
+///
+/// Leading zero bytes of every component are stripped before encoding. That
+/// is what registry 3.1 does (it encodes Go's `big.Int.Bytes()`, protocol.md
+/// §6.5), so our `kid` matches its rootcert key IDs. For an EC key whose x or
+/// y starts with 0x00 (about 1 in 128 keys) this differs from a strict
+/// RFC 7518 encoding, which keeps x and y at 32 bytes; for RSA both agree.
+pub fn rfc7638_thumbprint(key: &PublicComponents<'_>) -> String {
+    let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(strip_leading_zeros(bytes));
+    // Built by hand: RFC 7638 needs exactly this member order and no spaces,
+    // and base64url output never needs JSON escaping.
+    let canonical = match key {
+        PublicComponents::P256 { x, y } => format!(
+            r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+            b64(x),
+            b64(y)
+        ),
+        PublicComponents::Rsa { n, e } => {
+            format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, b64(e), b64(n))
+        }
+    };
+    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+}
+
+fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    &bytes[start..]
+}
+
+/// A public key trusted for verification, with both of its IDs.
+#[derive(Clone, Debug)]
+pub struct VerifyingKey {
+    /// libtrust key ID (registry 2.8 `kid`).
+    pub libtrust_kid: String,
+    /// RFC 7638 thumbprint, registry 3.1 flavour (registry 3.x `kid`).
+    pub thumbprint: String,
+    /// Canonical DER SubjectPublicKeyInfo, to match `x5c` certificates.
+    spki_der: Vec<u8>,
+    /// Algorithms a token signed by this key may claim.
+    algorithms: &'static [Algorithm],
+    /// The key in jsonwebtoken's form.
+    decoding: DecodingKey,
+}
+
+impl VerifyingKey {
+    /// Loads every key from PEM text holding certificates ("CERTIFICATE",
+    /// e.g. a `rootcertbundle`) and/or public keys ("PUBLIC KEY"), in order.
+    /// Other blocks are ignored, as the registry does. An unsupported key
+    /// type is an error rather than silently skipped.
+    pub fn from_pem(pem: &str) -> Result<Vec<VerifyingKey>, KeyError> {
+        let mut keys = Vec::new();
+        for (index, block) in pem_blocks(pem)?.iter().enumerate() {
+            let spki = match block.label.as_str() {
+                "CERTIFICATE" => certificate_spki_der(&block.der, index + 1)?,
+                "PUBLIC KEY" => block.der.clone(),
+                _ => continue,
+            };
+            let key = PublicKey::from_spki_der(&spki)?;
+            keys.push(VerifyingKey::new(&key, all_algorithms(&key))?);
+        }
+        if keys.is_empty() {
+            return Err(KeyError::NoPublicKeys);
+        }
+        Ok(keys)
+    }
+
+    fn new(key: &PublicKey, algorithms: &'static [Algorithm]) -> Result<VerifyingKey, KeyError> {
+        let spki_der = key.to_spki_der()?;
+        let (thumbprint, decoding) = match key {
+            PublicKey::P256(k) => {
+                let point = k.to_encoded_point(false);
+                let (Some(x), Some(y)) = (point.x(), point.y()) else {
+                    return Err(KeyError::UnsupportedKeyType("EC point at infinity".into()));
+                };
+                let thumbprint = rfc7638_thumbprint(&PublicComponents::P256 { x, y });
+                (thumbprint, DecodingKey::from_ec_der(point.as_bytes()))
+            }
+            PublicKey::Rsa(k) => {
+                let (n, e) = (k.n().to_bytes_be(), k.e().to_bytes_be());
+                let thumbprint = rfc7638_thumbprint(&PublicComponents::Rsa { n: &n, e: &e });
+                (thumbprint, DecodingKey::from_rsa_raw_components(&n, &e))
+            }
+        };
+        Ok(VerifyingKey {
+            libtrust_kid: libtrust_kid(&spki_der),
+            thumbprint,
+            spki_der,
+            algorithms,
+            decoding,
+        })
+    }
+
+    /// True if `kid` is either of this key's IDs.
+    pub fn matches_kid(&self, kid: &str) -> bool {
+        self.libtrust_kid == kid || self.thumbprint == kid
+    }
+
+    /// The algorithms a token signed with this key may use: ES256 for P-256;
+    /// RS256 and PS256 for RSA, or only the configured one for our own key.
+    pub fn algorithms(&self) -> &[Algorithm] {
+        self.algorithms
+    }
+
+    /// Canonical DER SubjectPublicKeyInfo of this key.
+    pub fn spki_der(&self) -> &[u8] {
+        &self.spki_der
+    }
+
+    pub(crate) fn decoding_key(&self) -> &DecodingKey {
+        &self.decoding
+    }
+}
+
+fn all_algorithms(key: &PublicKey) -> &'static [Algorithm] {
+    match key {
+        PublicKey::P256(_) => &[Algorithm::Es256],
+        PublicKey::Rsa(_) => &[Algorithm::Rs256, Algorithm::Ps256],
+    }
+}
+
+/// The canonical DER SubjectPublicKeyInfo of the key in a DER certificate.
+/// Used to match an `x5c` header against trusted keys. `index` only labels
+/// errors.
+pub fn certificate_spki_der(cert_der: &[u8], index: usize) -> Result<Vec<u8>, KeyError> {
+    let invalid = |reason: String| KeyError::InvalidCertificate { index, reason };
+    let cert = x509_cert::Certificate::from_der(cert_der).map_err(|e| invalid(e.to_string()))?;
+    let spki = cert.tbs_certificate.subject_public_key_info.to_der();
+    let spki = spki.map_err(|e| invalid(e.to_string()))?;
+    PublicKey::from_spki_der(&spki)?.to_spki_der()
+}
+
+/// The key regauth signs with.
+#[derive(Clone, Debug)]
+pub struct SigningKey {
+    /// The JWS algorithm of every token signed with this key.
+    pub algorithm: Algorithm,
+    /// The `kid` header value, in the configured [`KidFormat`].
+    pub kid: String,
+    /// The `x5c` header value: standard base64 DER of the certificate chain
+    /// (leaf first), when a certificate was configured.
+    pub x5c: Option<Vec<String>>,
+    /// The public half, restricted to [`SigningKey::algorithm`].
+    pub verifying: VerifyingKey,
+    /// The private key in jsonwebtoken's form (PKCS#8 for EC, PKCS#1 for RSA).
+    encoding: EncodingKey,
+}
+
+impl SigningKey {
+    /// Loads the signing key from a private key PEM in PKCS#8 ("PRIVATE
+    /// KEY"), SEC1 ("EC PRIVATE KEY", possibly after the "EC PARAMETERS"
+    /// block `openssl ecparam -genkey` writes) or PKCS#1 ("RSA PRIVATE KEY").
+    ///
+    /// `certificate_pem`, if given, must start with a certificate for the
+    /// same key; all its certificates (leaf first) go into `x5c`. The
+    /// algorithm must fit the key: ES256 for P-256, RS256 or PS256 for RSA of
+    /// at least 2048 bits.
+    pub fn from_pem(
+        private_key_pem: &str,
+        certificate_pem: Option<&str>,
+        algorithm: Algorithm,
+        kid_format: KidFormat,
+    ) -> Result<SigningKey, KeyError> {
+        let (public, encoding) = parse_private_key(private_key_pem)?;
+        check_algorithm(&public, algorithm)?;
+        let allowed: &'static [Algorithm] = match algorithm {
+            Algorithm::Es256 => &[Algorithm::Es256],
+            Algorithm::Rs256 => &[Algorithm::Rs256],
+            Algorithm::Ps256 => &[Algorithm::Ps256],
+        };
+        let verifying = VerifyingKey::new(&public, allowed)?;
+        let x5c = match certificate_pem {
+            Some(pem) => Some(certificate_chain(pem, &verifying)?),
+            None => None,
+        };
+        let kid = match kid_format {
+            KidFormat::Libtrust => verifying.libtrust_kid.clone(),
+            KidFormat::Thumbprint => verifying.thumbprint.clone(),
+        };
+        Ok(SigningKey {
+            algorithm,
+            kid,
+            x5c,
+            verifying,
+            encoding,
+        })
+    }
+
+    pub(crate) fn encoding_key(&self) -> &EncodingKey {
+        &self.encoding
+    }
+}
+
+/// Finds the single private key in the PEM and converts it for jsonwebtoken.
+fn parse_private_key(pem: &str) -> Result<(PublicKey, EncodingKey), KeyError> {
+    let mut found = None;
+    for block in pem_blocks(pem)? {
+        let parsed = match block.label.as_str() {
+            "PRIVATE KEY" => parse_pkcs8(&block.der)?,
+            "EC PRIVATE KEY" => {
+                let key = p256::SecretKey::from_sec1_der(&block.der).map_err(|e| {
+                    KeyError::InvalidKey {
+                        what: "SEC1 EC private key (only P-256 is supported)",
+                        reason: e.to_string(),
+                    }
+                })?;
+                p256_pair(&key)?
+            }
+            "RSA PRIVATE KEY" => {
+                let key = rsa::RsaPrivateKey::from_pkcs1_der(&block.der).map_err(|e| {
+                    KeyError::InvalidKey {
+                        what: "PKCS#1 RSA private key",
+                        reason: e.to_string(),
+                    }
+                })?;
+                rsa_pair(&key)?
+            }
+            "ENCRYPTED PRIVATE KEY" => return Err(KeyError::EncryptedKey),
+            _ => continue,
+        };
+        if found.replace(parsed).is_some() {
+            return Err(KeyError::MultiplePrivateKeys);
+        }
+    }
+    found.ok_or(KeyError::NoPrivateKey)
+}
+
+fn parse_pkcs8(der: &[u8]) -> Result<(PublicKey, EncodingKey), KeyError> {
+    let invalid = |e: &dyn fmt::Display| KeyError::InvalidKey {
+        what: "PKCS#8 private key",
+        reason: e.to_string(),
+    };
+    let info = PrivateKeyInfo::try_from(der).map_err(|e| invalid(&e))?;
+    match info.algorithm.oids().map_err(|e| invalid(&e))? {
+        (OID_EC_PUBLIC_KEY, Some(OID_P256)) => {
+            p256_pair(&p256::SecretKey::from_pkcs8_der(der).map_err(|e| invalid(&e))?)
+        }
+        (OID_EC_PUBLIC_KEY, curve) => Err(unsupported_curve(curve)),
+        (OID_RSA, _) => {
+            rsa_pair(&rsa::RsaPrivateKey::from_pkcs8_der(der).map_err(|e| invalid(&e))?)
+        }
+        (other, _) => Err(unsupported_oid(other)),
+    }
+}
+
+fn p256_pair(key: &p256::SecretKey) -> Result<(PublicKey, EncodingKey), KeyError> {
+    // jsonwebtoken's ES256 signer wants PKCS#8 DER whatever the input form.
+    let der = key.to_pkcs8_der().map_err(|e| KeyError::InvalidKey {
+        what: "EC private key",
+        reason: e.to_string(),
+    })?;
+    let encoding = EncodingKey::from_ec_der(der.as_bytes());
+    Ok((PublicKey::P256(key.public_key()), encoding))
+}
+
+fn rsa_pair(key: &rsa::RsaPrivateKey) -> Result<(PublicKey, EncodingKey), KeyError> {
+    // jsonwebtoken's RSA signers want PKCS#1 DER whatever the input form.
+    let der = key.to_pkcs1_der().map_err(|e| KeyError::InvalidKey {
+        what: "RSA private key",
+        reason: e.to_string(),
+    })?;
+    let encoding = EncodingKey::from_rsa_der(der.as_bytes());
+    Ok((PublicKey::Rsa(key.to_public_key()), encoding))
+}
+
+fn check_algorithm(key: &PublicKey, algorithm: Algorithm) -> Result<(), KeyError> {
+    match (key, algorithm) {
+        (PublicKey::P256(_), Algorithm::Es256) => Ok(()),
+        (PublicKey::Rsa(k), Algorithm::Rs256 | Algorithm::Ps256) => {
+            let bits = k.n().bits();
+            if bits < RSA_MIN_BITS {
+                return Err(KeyError::RsaKeyTooSmall(bits));
+            }
+            Ok(())
+        }
+        (PublicKey::P256(_), _) => Err(KeyError::AlgorithmMismatch {
+            key: "an EC P-256 key",
+            algorithm,
+            suggestion: "ES256",
+        }),
+        (PublicKey::Rsa(_), _) => Err(KeyError::AlgorithmMismatch {
+            key: "an RSA key",
+            algorithm,
+            suggestion: "RS256 (or PS256 for registry 3.x only)",
+        }),
+    }
+}
+
+/// The `x5c` chain from a certificate PEM whose first certificate must hold
+/// `key`.
+fn certificate_chain(pem: &str, key: &VerifyingKey) -> Result<Vec<String>, KeyError> {
+    let certs: Vec<Vec<u8>> = pem_blocks(pem)?
+        .into_iter()
+        .filter(|b| b.label == "CERTIFICATE")
+        .map(|b| b.der)
+        .collect();
+    let leaf = certs.first().ok_or(KeyError::NoCertificate)?;
+    let leaf_spki = certificate_spki_der(leaf, 1)?;
+    if leaf_spki != key.spki_der {
+        return Err(KeyError::CertificateMismatch {
+            certificate: libtrust_kid(&leaf_spki),
+            private_key: key.libtrust_kid.clone(),
+        });
+    }
+    for (i, cert) in certs.iter().enumerate().skip(1) {
+        certificate_spki_der(cert, i + 1)?;
+    }
+    Ok(certs.iter().map(|der| STANDARD.encode(der)).collect())
+}
+
+/// One decoded PEM block.
+struct PemBlock {
+    label: String,
+    der: Vec<u8>,
+}
+
+/// Splits PEM text into blocks. Text outside blocks is ignored (as OpenSSL
+/// does, so `openssl x509 -text` output loads). Lenient about line width and
+/// CRLF; RFC 1421 headers (`Proc-Type: 4,ENCRYPTED`) mean an encrypted key.
+fn pem_blocks(text: &str) -> Result<Vec<PemBlock>, KeyError> {
+    let mut blocks = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    for line in text.lines().map(str::trim) {
+        match current.as_mut() {
+            None => {
+                if let Some(label) = line
+                    .strip_prefix("-----BEGIN ")
+                    .and_then(|l| l.strip_suffix("-----"))
+                {
+                    current = Some((label.to_owned(), String::new()));
+                }
+            }
+            Some((label, body)) => {
+                if let Some(end) = line
+                    .strip_prefix("-----END ")
+                    .and_then(|l| l.strip_suffix("-----"))
+                {
+                    if end != label {
+                        return Err(KeyError::Pem(format!("BEGIN {label} closed by END {end}")));
+                    }
+                    let der = STANDARD.decode(body.as_bytes()).map_err(|e| {
+                        KeyError::Pem(format!("{label} block is not valid base64: {e}"))
+                    })?;
+                    blocks.push(PemBlock {
+                        label: std::mem::take(label),
+                        der,
+                    });
+                    current = None;
+                } else if line.contains(':') {
+                    return Err(KeyError::EncryptedKey);
+                } else {
+                    body.push_str(line);
+                }
+            }
+        }
+    }
+    if let Some((label, _)) = current {
+        return Err(KeyError::Pem(format!("BEGIN {label} has no END line")));
+    }
+    Ok(blocks)
+}
+
+/// A new key pair and a self-signed certificate for the registry's
+/// `rootcertbundle`: subject CN `common_name`, valid from a day ago for about
+/// ten years, v3 with key usage digitalSignature. EC keys are P-256; RSA keys
+/// are 2048 bits. Returns (private key PKCS#8 PEM, certificate PEM).
+pub fn generate(algorithm: Algorithm, common_name: &str) -> Result<(String, String), KeyError> {
+    let fail = |e: &dyn fmt::Display| KeyError::Generate(e.to_string());
+    let mut rng = rand::rngs::OsRng;
+    let (key_pem, sign_algo) = match algorithm {
+        Algorithm::Es256 => {
+            let key = p256::SecretKey::random(&mut rng);
+            let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| fail(&e))?;
+            (pem.to_string(), &rcgen::PKCS_ECDSA_P256_SHA256)
+        }
+        Algorithm::Rs256 | Algorithm::Ps256 => {
+            let key = rsa::RsaPrivateKey::new(&mut rng, RSA_GENERATE_BITS).map_err(|e| fail(&e))?;
+            let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| fail(&e))?;
+            // The certificate's own signature algorithm is independent of the
+            // JWS algorithm; PKCS#1 v1.5 is what every verifier accepts.
+            (pem.to_string(), &rcgen::PKCS_RSA_SHA256)
+        }
+    };
+    let key_pair =
+        rcgen::KeyPair::from_pkcs8_pem_and_sign_algo(&key_pem, sign_algo).map_err(|e| fail(&e))?;
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, common_name);
+    // Backdated a day so a registry host with a slow clock accepts it at once.
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(GENERATED_CERT_DAYS);
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    let cert = params.self_signed(&key_pair).map_err(|e| fail(&e))?;
+    Ok((key_pem, cert.pem()))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    //! Test inputs were made with OpenSSL 3; expected key IDs were computed
+    //! independently with `openssl pkey -pubout -outform DER` and Python.
+    use super::*;
+
+    /// SEC1 P-256 key as `openssl ecparam -genkey -name prime256v1` writes it,
+    /// with the EC PARAMETERS block first.
+    pub(crate) const EC_SEC1_PEM: &str = "\
+-----BEGIN EC PARAMETERS-----
+BggqhkjOPQMBBw==
+-----END EC PARAMETERS-----
+-----BEGIN EC PRIVATE KEY-----
+MHcCAQEEIAuJnVG1E1+kc1zSuIFgiVzJcVh3bl79AmmQAxClyoVHoAoGCCqGSM49
+AwEHoUQDQgAE3sbgHTGRBrLuRZXgUDVA0U5yYJxL+a99wEkcXCSVrZRyIq6uPEy9
+KL7qpPQYjQfDHwt04vhRE2Vpjg2zWM26hg==
+-----END EC PRIVATE KEY-----
+";
+
+    /// PKCS#8 P-256 key (`openssl genpkey -algorithm EC`).
+    pub(crate) const EC_PKCS8_PEM: &str = "\
+-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgR6+jrC64lgrjBkyA
+tZHH1plQBMiS9YVE3dAganPOIWChRANCAARFdYPsQAfxE09FgHtqgNoX6bgTzS+s
+B4Wx5MlkOeGnK/ZlrktkzjXD67iKXhgIwQBKaT1kE9gdBNjZoxJAq8Cq
+-----END PRIVATE KEY-----
+";
+
+    /// Public key of EC_PKCS8_PEM (`openssl pkey -pubout`).
+    pub(crate) const EC_PKCS8_PUBLIC_PEM: &str = "\
+-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAERXWD7EAH8RNPRYB7aoDaF+m4E80v
+rAeFseTJZDnhpyv2Za5LZM41w+u4il4YCMEASmk9ZBPYHQTY2aMSQKvAqg==
+-----END PUBLIC KEY-----
+";
+
+    /// PKCS#1 RSA-2048 key (`openssl genrsa -traditional 2048`).
+    pub(crate) const RSA_PKCS1_PEM: &str = "\
+-----BEGIN RSA PRIVATE KEY-----
+MIIEogIBAAKCAQEAk4W4JyLJ47e8/eEvAbkxBc6Jjo2Su0sSEDuEjeSPgXLdW+lx
+LsOaB1aFRmt6+QiFsziFcOKxJDx2bAt7BBCtLiMyblj/WC4euN2zY3ZpPZKdNM4Y
+uY2WKsZ5Gk9ASZGxKW/JkRhEzyqGKp1FktTWn7t6F7owIF9hXFsisM5QFgfy5jno
+1kvfyVB/k+j27WR5Jbc6/O/KU8pyNLTON0zQqUCAiyxmlHbAvzTQKXl15s7RFVEC
+ovMHnttisABvtyXAAz+hOKL9sSIkXKJmrxvKOjOX59DUb5+EscGVs7uu7aQn8O0/
+yJ6SaAKHHkXy1CC/dvMl5SIpQ9YL9cKh3P0eGQIDAQABAoIBAAUWciMjDs0plFfO
++l2VTwC3zn7so0Q4wDJa3nURzkCybvpZNv1Gw0Ma8OenM94kP6SDundp5rPSGX/x
+AUC4Q1lmtESBvCmvf9apP7iaYsyxXSEEdW4VzoQND6wQfQ450J82GEtRR9M7ZgCQ
+0g97WL0OHKAg8da1+hAS4mOwXoBJ9RF5eqOuZLbHQcG5RfME14Ab7tPJww4lo0Ow
+gfeqnmT9RnjG4XVQX1+MTsd9LN2qRkT0spZbu63eVkQHbZbDGYGXEX64Ke5oWmEO
+SduO2sW8o0v1TH3SUEF2ZZeJpkcbvDMESFDSvoak3gqe22pd79M5VgOooxwY6do/
+6j0mp8ECgYEAxTvUl7AS3gcLvM1RI/D4ToDAqR5B+VdWSlG4WHnrqmNacc7sfylr
+ebjyXc1yfUilOiHyNnYWDFfL3vPiziCONajIYgPI96Yw2jNYpUmou9su7msxLLVq
+UyiZ6dw8ZPOO9AWywUMc+4TSQl5kj7aVvWlpVAEOsyadeI1+hEqUUsECgYEAv3oc
+lrLjVHNLPvZeP2TH9vuUcEWAx1YDoPPKCPVYfy18N4ON3T/hoIV3qtIqqALJR8DM
+B+4Fpzgzy7XYbEy1WHyAqp5rUcQGqMyCveD/DiwKbhQVnG8+lLgNcwAKvNvOjq99
+ExoyL1WdtSkdM1lrcTjZKGk1w5t3EyjwrKK3mVkCgYAsWqIaYpw7lfYLxVhj7sLI
+VKf+4DER85QSLoJ4UyKuNJ2YTmJczmG/A9ptQdBnYDjX895WZQPcTrooL0xn8mZI
+puY5NISzPIpr53Qd54ysgkPxleV/GmUIwm6qar6iLSuOsOFcGM2humLWTgfrUbIm
+4FexbnNx0lNDUv6KnYLxgQKBgH+t+KRQsyAcJV/dvuj81g6OoePfpMjHRXItPlqM
+568ecIdAFPgk4do9RZfFvyX7faZ4HFVpVaG062z6XE+TMxXHJ7EeJCgI0/v5K3Fc
+OBeGLIpMoECJOazHskguDfrzg6BHytpTDIXdzGUB/nPAO9Hq+3tj9LLz1woSsbIc
+ats5AoGAPONNDOv3jGImXQvk5/Y5SFRUftBZchzkp8MxbFk9tdoh9Z1GLzSkOdvE
+8pfXHqE6JX3eavxmV+dnih2ANdpfxlaNkJH2IdAuqTFGmo5biPU94cbuRjJDpFTC
+6a79KB6LP+S042ID6L59Hdr0MmQ0V3BVB6pljWiKdCWJNdHGArs=
+-----END RSA PRIVATE KEY-----
+";
+
+    /// PKCS#1 RSA-1024 key: too small.
+    pub(crate) const RSA_1024_PEM: &str = "\
+-----BEGIN RSA PRIVATE KEY-----
+MIICWwIBAAKBgQDMWWj9qd7uxrBwNnfrdKjRDQI+Do6RVEZafZOCo+1pzbtGqt9X
+icCe2ItvI1zZ7zoQEAiRD/tHS5xfbgQnwqrXSx3K4Px0zs7b4DdtIu8SLvN8S0tI
+5pzh5IwAu1Dcu1Fj8ovbdzyEk4kJAh9d5fyN2I55n2c4gd/EM+tWwTf4SwIDAQAB
+AoGABePZ293mmBlQApv/TuEY8JWgZ+uBfnzgXkFaXByffjo42KuaLmrBC5MQSc7K
+IVn84XOk25GLW525TyLbqc25oNfOmlPP2+6UIFfIH7lEvsV8gN2060X4rFZBJsJf
+G4MI9k8v1NyY0PUiBA6tP50i3EjZy05LNVcGdJkiqFP/CekCQQDthVTAnHNrROPQ
+xx9XaxxpjYsoHgrorHf1twnuqOUmmVud0HHKaHmGrXFV8TZ243BZs2iCmhsZHZJX
+tr0sM+YnAkEA3D9n1ysNHq+nkrIZS4UJ7rHr9Yj+LRuadZwLDomgSStQizFPU22D
+iSJxxKsQv/CsPR3+Q1rrgXOCAkCZOPJ3PQJADP8Yrhlhb2MrnAbpPh1MRrJKBP3v
+1t9pCPblAjwXnc8SZkY7k7m3vJjM9MjoFAVJ5n6cn1jTVsJ5eXc0TrDgTQJANjsi
+jXebRmgIAfX6hn7eoDiNGis+MssuMDFZA55dqkaREYT1vFwl3Dlv+/YHLMvNDUt6
+VQlpHbncVEOltsD1HQJAM8uvz8hbIWuH8TewUijADW+XwCVBerWe/ASmrp3gAhjs
+GqXF2d3m1YMK3J1Z9OZaXwtwl1wRfjWoZDkwOtvWWA==
+-----END RSA PRIVATE KEY-----
+";
+
+    /// SEC1 P-384 key: unsupported curve.
+    pub(crate) const P384_SEC1_PEM: &str = "\
+-----BEGIN EC PRIVATE KEY-----
+MIGkAgEBBDAKaTirEmIb7uu8SvBMF2ZuKrhWslwud4Iah/QKG0H0yhseLD3Dp2Dv
+0uwhj/gh+gCgBwYFK4EEACKhZANiAAQVhOILPKduzJdKOda6aOLk/DNh4Kra4GLf
+eSfPt7Fp2v6kdmxVzbb/D7L4uj/+kj0sPrA81ro/CDd2jHrA92ouxmY4QU9Koo1m
+7koJ9Ja2SreioR0slUCauXcOYQnkKps=
+-----END EC PRIVATE KEY-----
+";
+
+    /// The same P-384 key in PKCS#8.
+    pub(crate) const P384_PKCS8_PEM: &str = "\
+-----BEGIN PRIVATE KEY-----
+MIG2AgEAMBAGByqGSM49AgEGBSuBBAAiBIGeMIGbAgEBBDAKaTirEmIb7uu8SvBM
+F2ZuKrhWslwud4Iah/QKG0H0yhseLD3Dp2Dv0uwhj/gh+gChZANiAAQVhOILPKdu
+zJdKOda6aOLk/DNh4Kra4GLfeSfPt7Fp2v6kdmxVzbb/D7L4uj/+kj0sPrA81ro/
+CDd2jHrA92ouxmY4QU9Koo1m7koJ9Ja2SreioR0slUCauXcOYQnkKps=
+-----END PRIVATE KEY-----
+";
+
+    /// PKCS#8 Ed25519 key: unsupported type.
+    pub(crate) const ED25519_PEM: &str = "\
+-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIFLzubhITSI+DasI/cMLZ+96Thn0Yl4olhkI1GFP3Ig6
+-----END PRIVATE KEY-----
+";
+
+    /// Self-signed certificate for EC_SEC1_PEM (`openssl req -x509`).
+    pub(crate) const EC_CERT_PEM: &str = "\
+-----BEGIN CERTIFICATE-----
+MIIBijCCATGgAwIBAgIUK0vDs2SOjlsISNG9M/vZDIpLGZAwCgYIKoZIzj0EAwIw
+GjEYMBYGA1UEAwwPcmVnYXV0aC10ZXN0LWVjMCAXDTI2MTEyNjEyMzYyMFoYDzIx
+MjYxMTAyMTIzNjIwWjAaMRgwFgYDVQQDDA9yZWdhdXRoLXRlc3QtZWMwWTATBgcq
+hkjOPQIBBggqhkjOPQMBBwNCAATexuAdMZEGsu5FleBQNUDRTnJgnEv5r33ASRxc
+JJWtlHIirq48TL0ovuqk9BiNB8MfC3Ti+FETZWmODbNYzbqGo1MwUTAdBgNVHQ4E
+FgQUQz8zl3SOiS3gBKSkHLACmPk5vMQwHwYDVR0jBBgwFoAUQz8zl3SOiS3gBKSk
+HLACmPk5vMQwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNHADBEAiAlvhUO
+HNr0RE8zovTlmwLuBLRO1k8YL6fWgYD+Qa5ewAIgPbJ01ixC4WxN3JSHzd8lx6HP
+rTXXn98P02IiaMRXQYQ=
+-----END CERTIFICATE-----
+";
+
+    /// Self-signed certificate for RSA_PKCS1_PEM.
+    pub(crate) const RSA_CERT_PEM: &str = "\
+-----BEGIN CERTIFICATE-----
+MIIDGTCCAgGgAwIBAgIUAIlwgmA1VZmEID7+o3Q/OdKEflQwDQYJKoZIhvcNAQEL
+BQAwGzEZMBcGA1UEAwwQcmVnYXV0aC10ZXN0LXJzYTAgFw0yNjExMjYxMjM2MjBa
+GA8yMTI2MTEwMjEyMzYyMFowGzEZMBcGA1UEAwwQcmVnYXV0aC10ZXN0LXJzYTCC
+ASIwDQYJKoZIhvcNAQEBBQADggEPADCCAQoCggEBAJOFuCciyeO3vP3hLwG5MQXO
+iY6NkrtLEhA7hI3kj4Fy3VvpcS7DmgdWhUZrevkIhbM4hXDisSQ8dmwLewQQrS4j
+Mm5Y/1guHrjds2N2aT2SnTTOGLmNlirGeRpPQEmRsSlvyZEYRM8qhiqdRZLU1p+7
+ehe6MCBfYVxbIrDOUBYH8uY56NZL38lQf5Po9u1keSW3OvzvylPKcjS0zjdM0KlA
+gIssZpR2wL800Cl5debO0RVRAqLzB57bYrAAb7clwAM/oTii/bEiJFyiZq8byjoz
+l+fQ1G+fhLHBlbO7ru2kJ/DtP8iekmgChx5F8tQgv3bzJeUiKUPWC/XCodz9HhkC
+AwEAAaNTMFEwHQYDVR0OBBYEFEkBaFBJ4DCzvu10+nMEqhLKD+VLMB8GA1UdIwQY
+MBaAFEkBaFBJ4DCzvu10+nMEqhLKD+VLMA8GA1UdEwEB/wQFMAMBAf8wDQYJKoZI
+hvcNAQELBQADggEBABjiHBC5a6vgDng4/li7uWnaJtRnu6KeOILiY/yAc25cxCFi
+Z8oBFyeuAwIrch5zH1CzFzg24VD2Y30h6D9cnAj0jyaoIUXk8ssNd+Vp6pWeyKQy
+hIRSzW8sGEne4+IUt4yyj7TknmNGcQVkhnyFbIsh+avy97LHaZUVsAO2QeXY1xHT
+GVHfBjfC18cf3qwgLgJsLmJGNYXFW19d5Xo9i9i4cx1ZMbtCu06KLi6WNj2pEEbi
+A13fhXkIM3YhI7Cvpc2paS8HZhOIw3G15GTRlVkvh8mketCW0FrGwaskM7pbmxSL
+oxooEKcU1+h+7POKcAw7M+OR6Ty80MEeKlZ2tmk=
+-----END CERTIFICATE-----
+";
+
+    /// libtrust ID and thumbprint of EC_SEC1_PEM (and EC_CERT_PEM).
+    pub(crate) const EC_SEC1_KID: &str =
+        "W7PE:NAZO:TGXM:QYS4:HRLS:YNDF:APQ3:G3VL:MYOB:UXSB:NITV:E2JY";
+    pub(crate) const EC_SEC1_THUMBPRINT: &str = "_EZfa-pRgYnPI7PA8KCLWGQxOxNrbMXFh4DliPaRPQQ";
+    const EC_PKCS8_KID: &str = "R7V6:IRXH:5SGK:CPGK:AEN5:5KBK:XS4X:EQGQ:3ONQ:I6VD:RCSJ:F4U2";
+    const EC_PKCS8_THUMBPRINT: &str = "lrDy7ODEi5khjHYTpkPwKlfQqfuGNOSMThD8_O9PYtA";
+    pub(crate) const RSA_KID: &str = "6PGY:HWEQ:Z7DJ:URVE:T5RZ:4CIL:SAYI:KKRF:CKXD:UPZ7:56RQ:5QKG";
+    const RSA_THUMBPRINT: &str = "RWWDRaQ5zlFfk4rV4NDgcXX6l6lU69xknqsYNB0xHsU";
+
+    fn b64url(s: &str) -> Vec<u8> {
+        URL_SAFE_NO_PAD.decode(s).expect("test vector is base64url")
+    }
+
+    /// A P-256 public key from a secret scalar that fits in a u32.
+    fn p256_from_scalar(k: u32) -> p256::PublicKey {
+        let mut bytes = [0u8; 32];
+        bytes[28..].copy_from_slice(&k.to_be_bytes());
+        p256::SecretKey::from_slice(&bytes)
+            .expect("valid scalar")
+            .public_key()
+    }
+
+    fn ids(key: &p256::PublicKey) -> VerifyingKey {
+        VerifyingKey::new(&PublicKey::P256(*key), &[Algorithm::Es256]).expect("key")
+    }
+
+    #[test]
+    fn libtrust_and_thumbprint_vector_from_protocol_6_3() {
+        let (x, y) = (
+            b64url("m7zUpx3b-zmVE5cymSs64POG9QcyEpJaYCD82-549_Q"),
+            b64url("dU3biz8sZ_8GPB-odm8Wxz3lNDr1xcAQQPQaOcr1fmc"),
+        );
+        let mut sec1 = vec![4u8];
+        sec1.extend_from_slice(&x);
+        sec1.extend_from_slice(&y);
+        let key = p256::PublicKey::from_sec1_bytes(&sec1).expect("point on curve");
+        let spki = key.to_public_key_der().expect("spki");
+        assert_eq!(
+            libtrust_kid(spki.as_bytes()),
+            "PYYO:TEWU:V7JH:26JV:AQTZ:LJC3:SXVJ:XGHA:34F2:2LAQ:ZRMK:Z7Q6"
+        );
+        let thumbprint = rfc7638_thumbprint(&PublicComponents::P256 { x: &x, y: &y });
+        assert_eq!(thumbprint, "8qjioA3ZA7ti2JIE7c-U8smBFuZolQZvhSHDPU3hhB8");
+        assert_eq!(ids(&key).thumbprint, thumbprint);
+    }
+
+    #[test]
+    fn rfc7638_rsa_example() {
+        let n = b64url(
+            "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECP\
+             ebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY\
+             368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0f\
+             M4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
+        );
+        let e = b64url("AQAB");
+        assert_eq!(
+            rfc7638_thumbprint(&PublicComponents::Rsa { n: &n, e: &e }),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
+    }
+
+    /// Registry 3.1 encodes x and y from Go's big.Int.Bytes(), dropping leading
+    /// zero bytes; we do the same so our `kid` matches there. The expected
+    /// values were computed with OpenSSL + Python from the stripped coordinates.
+    #[test]
+    fn thumbprint_strips_leading_zero_coordinates_like_registry_3_1() {
+        let x_key = p256_from_scalar(379);
+        let point = x_key.to_encoded_point(false);
+        assert_eq!(point.x().map(|x| x[0]), Some(0), "x must start with 0x00");
+        assert_eq!(
+            ids(&x_key).thumbprint,
+            "cqdWPhcnF9DHfVHOTKaBvs582HJ6LmX0fEgRXTtiGFU"
+        );
+        // A strict RFC 7518 encoding (32-byte x) would have given this instead.
+        assert_ne!(
+            ids(&x_key).thumbprint,
+            "7Yxe6c_3bAa6kiaK1G-BZmi9EeNsUmlcbdnrtLeuK4E"
+        );
+
+        let y_key = p256_from_scalar(43);
+        let point = y_key.to_encoded_point(false);
+        assert_eq!(point.y().map(|y| y[0]), Some(0), "y must start with 0x00");
+        assert_eq!(
+            ids(&y_key).thumbprint,
+            "oynto_iDk7BbC1TpDhAjGoiBUFY63hdrK_AAqhuXqX8"
+        );
+        // The libtrust ID hashes the fixed-length SPKI and is unaffected.
+        assert_eq!(
+            ids(&y_key).libtrust_kid,
+            "5AGM:HKO7:7OPF:652Q:TP4K:C4TR:SMEB:2RDP:EZOM:FPEU:QIPJ:TCRD"
+        );
+    }
+
+    #[test]
+    fn loads_sec1_with_ec_parameters_block() {
+        let key = SigningKey::from_pem(EC_SEC1_PEM, None, Algorithm::Es256, KidFormat::Libtrust)
+            .expect("SEC1 key");
+        assert_eq!(key.kid, EC_SEC1_KID);
+        assert_eq!(key.verifying.libtrust_kid, EC_SEC1_KID);
+        assert_eq!(key.verifying.thumbprint, EC_SEC1_THUMBPRINT);
+        assert_eq!(key.verifying.algorithms(), &[Algorithm::Es256]);
+        assert!(key.x5c.is_none());
+    }
+
+    #[test]
+    fn loads_sec1_without_parameters_and_with_crlf() {
+        let bare = EC_SEC1_PEM
+            .split_once("-----END EC PARAMETERS-----\n")
+            .map(|(_, k)| k);
+        let bare = bare.expect("params block");
+        let key = SigningKey::from_pem(bare, None, Algorithm::Es256, KidFormat::Thumbprint)
+            .expect("bare SEC1 key");
+        assert_eq!(key.kid, EC_SEC1_THUMBPRINT);
+        let crlf = EC_SEC1_PEM.replace('\n', "\r\n");
+        let key = SigningKey::from_pem(&crlf, None, Algorithm::Es256, KidFormat::Libtrust);
+        assert_eq!(key.expect("CRLF PEM").kid, EC_SEC1_KID);
+    }
+
+    #[test]
+    fn loads_pkcs8_ec() {
+        let key = SigningKey::from_pem(EC_PKCS8_PEM, None, Algorithm::Es256, KidFormat::Libtrust)
+            .expect("PKCS#8 EC key");
+        assert_eq!(key.kid, EC_PKCS8_KID);
+        assert_eq!(key.verifying.thumbprint, EC_PKCS8_THUMBPRINT);
+    }
+
+    #[test]
+    fn loads_pkcs1_and_pkcs8_rsa() {
+        let key = SigningKey::from_pem(RSA_PKCS1_PEM, None, Algorithm::Rs256, KidFormat::Libtrust)
+            .expect("PKCS#1 RSA key");
+        assert_eq!(key.kid, RSA_KID);
+        assert_eq!(key.verifying.thumbprint, RSA_THUMBPRINT);
+        assert_eq!(key.verifying.algorithms(), &[Algorithm::Rs256]);
+
+        let rsa = rsa::RsaPrivateKey::from_pkcs1_pem(RSA_PKCS1_PEM).expect("rsa");
+        let pkcs8 = rsa.to_pkcs8_pem(LineEnding::LF).expect("pkcs8");
+        let key = SigningKey::from_pem(&pkcs8, None, Algorithm::Ps256, KidFormat::Thumbprint)
+            .expect("PKCS#8 RSA key");
+        assert_eq!(key.kid, RSA_THUMBPRINT);
+        assert_eq!(key.verifying.algorithms(), &[Algorithm::Ps256]);
+    }
+
+    #[test]
+    fn certificate_goes_into_x5c() {
+        let key = SigningKey::from_pem(
+            EC_SEC1_PEM,
+            Some(EC_CERT_PEM),
+            Algorithm::Es256,
+            KidFormat::Libtrust,
+        )
+        .expect("key with cert");
+        let blocks = pem_blocks(EC_CERT_PEM).expect("pem");
+        assert_eq!(key.x5c, Some(vec![STANDARD.encode(&blocks[0].der)]));
+
+        let rsa = SigningKey::from_pem(
+            RSA_PKCS1_PEM,
+            Some(RSA_CERT_PEM),
+            Algorithm::Rs256,
+            KidFormat::Libtrust,
+        );
+        assert_eq!(
+            rsa.expect("RSA key with cert").x5c.map(|c| c.len()),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn mismatched_certificate_is_rejected() {
+        for (key, cert, alg) in [
+            (EC_SEC1_PEM, RSA_CERT_PEM, Algorithm::Es256),
+            (EC_PKCS8_PEM, EC_CERT_PEM, Algorithm::Es256),
+            (RSA_PKCS1_PEM, EC_CERT_PEM, Algorithm::Rs256),
+        ] {
+            let err = SigningKey::from_pem(key, Some(cert), alg, KidFormat::Libtrust)
+                .expect_err("mismatch");
+            assert!(matches!(err, KeyError::CertificateMismatch { .. }), "{err}");
+        }
+        let err = SigningKey::from_pem(
+            EC_SEC1_PEM,
+            Some(EC_PKCS8_PUBLIC_PEM),
+            Algorithm::Es256,
+            KidFormat::Libtrust,
+        )
+        .expect_err("no certificate");
+        assert!(matches!(err, KeyError::NoCertificate), "{err}");
+    }
+
+    #[test]
+    fn mismatched_algorithm_is_rejected_with_a_helpful_message() {
+        let err = SigningKey::from_pem(RSA_PKCS1_PEM, None, Algorithm::Es256, KidFormat::Libtrust)
+            .expect_err("RSA key with ES256");
+        assert!(
+            err.to_string()
+                .contains("is an RSA key but token.algorithm is ES256"),
+            "{err}"
+        );
+        for alg in [Algorithm::Rs256, Algorithm::Ps256] {
+            let err = SigningKey::from_pem(EC_PKCS8_PEM, None, alg, KidFormat::Libtrust)
+                .expect_err("EC key with RSA algorithm");
+            assert!(matches!(err, KeyError::AlgorithmMismatch { .. }), "{err}");
+        }
+        let err = SigningKey::from_pem(RSA_1024_PEM, None, Algorithm::Rs256, KidFormat::Libtrust)
+            .expect_err("small RSA key");
+        assert!(matches!(err, KeyError::RsaKeyTooSmall(1024)), "{err}");
+    }
+
+    #[test]
+    fn unsupported_and_broken_private_keys_are_rejected() {
+        let cases: [(&str, fn(&KeyError) -> bool); 8] = [
+            (P384_SEC1_PEM, |e| matches!(e, KeyError::InvalidKey { .. })),
+            (P384_PKCS8_PEM, |e| matches!(e, KeyError::UnsupportedKeyType(_))),
+            (ED25519_PEM, |e| e.to_string().contains("Ed25519")),
+            (EC_CERT_PEM, |e| matches!(e, KeyError::NoPrivateKey)),
+            ("", |e| matches!(e, KeyError::NoPrivateKey)),
+            (
+                "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIHs\n-----END ENCRYPTED PRIVATE KEY-----\n",
+                |e| matches!(e, KeyError::EncryptedKey),
+            ),
+            (
+                "-----BEGIN EC PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nAAAA\n-----END EC PRIVATE KEY-----\n",
+                |e| matches!(e, KeyError::EncryptedKey),
+            ),
+            (
+                "-----BEGIN EC PRIVATE KEY-----\n!!!!\n-----END EC PRIVATE KEY-----\n",
+                |e| matches!(e, KeyError::Pem(_)),
+            ),
+        ];
+        for (pem, expected) in cases {
+            let err = SigningKey::from_pem(pem, None, Algorithm::Es256, KidFormat::Libtrust)
+                .expect_err("must fail");
+            assert!(expected(&err), "unexpected error for {pem:?}: {err}");
+        }
+        let two = format!("{EC_SEC1_PEM}{EC_PKCS8_PEM}");
+        let err = SigningKey::from_pem(&two, None, Algorithm::Es256, KidFormat::Libtrust);
+        assert!(matches!(err, Err(KeyError::MultiplePrivateKeys)));
+        let cut = &EC_PKCS8_PEM[..EC_PKCS8_PEM.len() - 10];
+        let err = SigningKey::from_pem(cut, None, Algorithm::Es256, KidFormat::Libtrust);
+        assert!(matches!(err, Err(KeyError::Pem(_))));
+    }
+
+    #[test]
+    fn verifying_keys_from_bundle_and_public_key() {
+        let bundle = format!("some text\n{EC_CERT_PEM}\n{RSA_CERT_PEM}{EC_PKCS8_PUBLIC_PEM}");
+        let keys = VerifyingKey::from_pem(&bundle).expect("bundle");
+        let kids: Vec<&str> = keys.iter().map(|k| k.libtrust_kid.as_str()).collect();
+        assert_eq!(kids, [EC_SEC1_KID, RSA_KID, EC_PKCS8_KID]);
+        assert_eq!(keys[0].thumbprint, EC_SEC1_THUMBPRINT);
+        assert_eq!(keys[1].algorithms(), &[Algorithm::Rs256, Algorithm::Ps256]);
+        assert!(keys[2].matches_kid(EC_PKCS8_THUMBPRINT));
+        assert!(matches!(
+            VerifyingKey::from_pem(""),
+            Err(KeyError::NoPublicKeys)
+        ));
+        assert!(matches!(
+            VerifyingKey::from_pem(EC_SEC1_PEM),
+            Err(KeyError::NoPublicKeys)
+        ));
+    }
+
+    #[test]
+    fn generated_es256_key_and_certificate_round_trip() {
+        let (key_pem, cert_pem) = generate(Algorithm::Es256, "regauth token signer").expect("gen");
+        assert!(key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        let key = SigningKey::from_pem(
+            &key_pem,
+            Some(&cert_pem),
+            Algorithm::Es256,
+            KidFormat::Libtrust,
+        )
+        .expect("generated pair loads");
+        let trusted = VerifyingKey::from_pem(&cert_pem).expect("cert loads");
+        assert_eq!(trusted[0].libtrust_kid, key.kid);
+
+        let der = &pem_blocks(&cert_pem).expect("pem")[0].der;
+        let cert = x509_cert::Certificate::from_der(der).expect("cert parses");
+        let tbs = &cert.tbs_certificate;
+        assert_eq!(tbs.version, x509_cert::Version::V3);
+        assert_eq!(tbs.subject.to_string(), "CN=regauth token signer");
+        assert_eq!(tbs.issuer, tbs.subject, "self-signed");
+        let validity =
+            tbs.validity.not_after.to_unix_duration() - tbs.validity.not_before.to_unix_duration();
+        let days = validity.as_secs() / 86_400;
+        assert!((3600..=3700).contains(&days), "{days} days");
+        let key_usage = ObjectIdentifier::new_unwrap("2.5.29.15");
+        let exts = tbs.extensions.as_deref().unwrap_or_default();
+        assert!(exts.iter().any(|e| e.extn_id == key_usage), "has key usage");
+    }
+
+    #[test]
+    fn generated_rsa_key_and_certificate_round_trip() {
+        let (key_pem, cert_pem) = generate(Algorithm::Ps256, "rsa signer").expect("gen");
+        let key = SigningKey::from_pem(
+            &key_pem,
+            Some(&cert_pem),
+            Algorithm::Ps256,
+            KidFormat::Thumbprint,
+        )
+        .expect("generated RSA pair loads");
+        assert_eq!(
+            VerifyingKey::from_pem(&cert_pem).expect("cert")[0].thumbprint,
+            key.kid
+        );
+    }
+
+    #[test]
+    fn algorithm_and_kid_format_serde_names() {
+        let json = serde_json::to_string(&[Algorithm::Es256, Algorithm::Rs256, Algorithm::Ps256]);
+        assert_eq!(json.expect("json"), r#"["ES256","RS256","PS256"]"#);
+        assert_eq!(Algorithm::Ps256.to_string(), "PS256");
+        let fmt: Vec<KidFormat> =
+            serde_json::from_str(r#"["libtrust","thumbprint"]"#).expect("kid");
+        assert_eq!(fmt, [KidFormat::Libtrust, KidFormat::Thumbprint]);
+    }
+}

@@ -1,0 +1,41 @@
+//! regauth guards private container registries: it is a Distribution
+//! "token authentication" server and an nginx `auth_request` sidecar in one
+//! small binary.
+//!
+//! # Layout
+//!
+//! A request walks one way through the house: parse → decide → answer.
+//!
+//! - Pure decision code, no I/O and no clock (the clock is passed in):
+//!   [`scope`] (the scope grammar), [`acl`] (ordered rules, first match),
+//!   [`route`] (original method + URI → the access it needs),
+//!   [`token`] (JWT claims, signing and verification), [`keys`] (PEM keys,
+//!   key IDs, certificates).
+//! - Configuration: [`config`] (the JSON document), [`users`] (inline users
+//!   and htpasswd), [`snapshot`] (everything derived from one config
+//!   version), [`state`] (the swappable snapshot plus caches),
+//!   [`reload`] (file watching and SIGHUP).
+//! - Checks with state: [`credentials`] (bcrypt off the reactor, a cache of
+//!   successes), [`token_cache`] (verified tokens for `/auth`).
+//! - Edges: [`http`] (router, endpoints, and the one mapping from errors to
+//!   responses), [`server`] (listeners, accept loop, graceful drain),
+//!   [`metrics`] (Prometheus), [`app`] (wires `serve`), [`commands`] (the
+//!   other CLI commands).
+
+pub mod acl;
+pub mod app;
+pub mod commands;
+pub mod config;
+pub mod credentials;
+pub mod http;
+pub mod keys;
+pub mod metrics;
+pub mod reload;
+pub mod route;
+pub mod scope;
+pub mod server;
+pub mod snapshot;
+pub mod state;
+pub mod token;
+pub mod token_cache;
+pub mod users;

@@ -1,0 +1,79 @@
+//! The `regauth` command line: parses arguments and hands over to the
+//! library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use regauth::keys::Algorithm;
+
+/// Token server and nginx auth_request sidecar for private container registries.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the token endpoint, /auth, /healthz and /metrics.
+    Serve {
+        /// The JSON configuration file.
+        #[arg(long, short, default_value = "config/regauth.json", env = "REGAUTH_CONFIG")]
+        config: PathBuf,
+    },
+    /// Print the bcrypt hash of a password read from stdin or a prompt.
+    HashPassword {
+        /// bcrypt cost factor (4-31).
+        #[arg(long, default_value_t = 10)]
+        cost: u32,
+    },
+    /// Create a signing key and a self-signed certificate for the registry.
+    Keygen {
+        /// ES256 or RS256 (PS256 keys are RSA keys too).
+        #[arg(long, default_value = "ES256", value_parser = parse_algorithm)]
+        algorithm: Algorithm,
+        /// Where to write the private key (mode 0600).
+        #[arg(long)]
+        key: PathBuf,
+        /// Where to write the certificate.
+        #[arg(long)]
+        cert: PathBuf,
+        /// The certificate's common name.
+        #[arg(long, default_value = "regauth")]
+        cn: String,
+    },
+    /// Validate a configuration file and print a summary.
+    CheckConfig {
+        /// The JSON configuration file.
+        config: PathBuf,
+    },
+}
+
+fn parse_algorithm(text: &str) -> Result<Algorithm, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned()))
+        .map_err(|_| format!("`{text}` is not one of ES256, RS256, PS256"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config } => regauth::app::serve(&config),
+        Command::HashPassword { cost } => regauth::commands::hash_password(cost),
+        Command::Keygen {
+            algorithm,
+            key,
+            cert,
+            cn,
+        } => regauth::commands::keygen(algorithm, &key, &cert, &cn),
+        Command::CheckConfig { config } => regauth::commands::check_config(&config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("regauth: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

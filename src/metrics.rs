@@ -1,0 +1,51 @@
+//! Prometheus metrics. Code records through the `metrics` facade macros
+//! where things happen; this module installs the recorder, names and
+//! describes every series, and renders them for `/metrics`.
+//!
+//! Series:
+//! - `regauth_http_requests_total{endpoint,status}`, `regauth_http_request_seconds{endpoint}`
+//! - `regauth_token_requests_total{outcome}`: issued, bad_credentials, bad_refresh_token
+//! - `regauth_auth_decisions_total{outcome}`: allow, challenge, deny
+//! - `regauth_token_cache_total{result}`, `regauth_credential_cache_total{result}`: hit, miss
+//! - `regauth_bcrypt_seconds`
+//! - `regauth_reloads_total{result}`: ok, failed; `regauth_config_generation`
+
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Buckets for request latency: sub-millisecond cache hits up to bcrypt.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// Installs the process-wide recorder. Call once, inside the runtime.
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)?
+        .install_recorder()?;
+    describe();
+    let upkeep = handle.clone();
+    // Histograms are kept in buckets that need periodic upkeep.
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            interval.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!("regauth_http_requests_total", "HTTP requests by endpoint and status");
+    describe_histogram!("regauth_http_request_seconds", Unit::Seconds, "HTTP request latency by endpoint");
+    describe_counter!("regauth_token_requests_total", "Token endpoint outcomes");
+    describe_counter!("regauth_auth_decisions_total", "auth_request decisions by outcome");
+    describe_counter!("regauth_token_cache_total", "Verified-token cache lookups by result");
+    describe_counter!("regauth_credential_cache_total", "Password-check cache lookups by result");
+    describe_histogram!("regauth_bcrypt_seconds", Unit::Seconds, "Time spent in bcrypt verification");
+    describe_counter!("regauth_reloads_total", "Configuration reloads by result");
+    describe_gauge!("regauth_config_generation", "Generation of the configuration in force");
+}

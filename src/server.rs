@@ -1,0 +1,335 @@
+//! Listeners and the accept loop: TCP and unix sockets (bound here or
+//! inherited from systemd), one hyper HTTP/1 connection task each, a cap on
+//! concurrent connections, and a graceful drain on shutdown.
+
+use std::future::Future;
+use std::io;
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use socket2::{Domain, SockAddr, Socket, Type};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{watch, Semaphore};
+
+use crate::config::{parse_listen_address, parse_socket_mode, Limits, ListenAddress, ListenSpec};
+use crate::http::{handle, Connection};
+use crate::state::State;
+
+/// A bound listening socket and what requests on it may be trusted with.
+pub struct BoundListener {
+    socket: ListenerSocket,
+    /// Whether a front proxy's user header is honoured on this socket.
+    trusted: bool,
+    /// For logs.
+    label: String,
+    /// A unix socket file we created and remove again on exit.
+    owned_path: Option<PathBuf>,
+}
+
+enum ListenerSocket {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl BoundListener {
+    /// Where it listens, for logs.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+}
+
+impl Drop for BoundListener {
+    fn drop(&mut self) {
+        if let Some(path) = &self.owned_path {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Binds every configured listener. Must run inside the tokio runtime.
+pub fn bind_all(specs: &[ListenSpec], backlog: u32) -> anyhow::Result<Vec<BoundListener>> {
+    specs.iter().map(|spec| bind_one(spec, backlog)).collect()
+}
+
+fn bind_one(spec: &ListenSpec, backlog: u32) -> anyhow::Result<BoundListener> {
+    let address = parse_listen_address(spec.address()).map_err(anyhow::Error::msg)?;
+    let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
+    let label = address.to_string();
+    let (socket, owned_path) = match &address {
+        ListenAddress::Tcp(socket_address) => {
+            let socket = Socket::new(Domain::for_address(*socket_address), Type::STREAM, None)?;
+            socket.set_reuse_address(true)?;
+            socket.set_nonblocking(true)?;
+            socket
+                .bind(&SockAddr::from(*socket_address))
+                .and_then(|()| socket.listen(backlog))
+                .with_context(|| format!("failed to bind {label}"))?;
+            let listener = TcpListener::from_std(std::net::TcpListener::from(socket))?;
+            (ListenerSocket::Tcp(listener), None)
+        }
+        ListenAddress::Unix(path) => {
+            remove_stale_socket(path)?;
+            let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+            socket.set_nonblocking(true)?;
+            socket
+                .bind(&SockAddr::unix(path)?)
+                .and_then(|()| socket.listen(backlog))
+                .with_context(|| format!("failed to bind {label}"))?;
+            if let ListenSpec::Detailed(options) = spec {
+                apply_socket_options(path, options.mode.as_deref(), options.group.as_deref())?;
+            }
+            let listener = UnixListener::from_std(std::os::unix::net::UnixListener::from(socket))?;
+            (ListenerSocket::Unix(listener), Some(path.clone()))
+        }
+    };
+    Ok(BoundListener {
+        socket,
+        trusted: spec.trusted(),
+        label,
+        owned_path,
+    })
+}
+
+/// A socket file left by a crashed run is removed, but only when nothing
+/// answers on it: a second instance must not steal the first one's socket.
+fn remove_stale_socket(path: &Path) -> anyhow::Result<()> {
+    let Ok(metadata) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !metadata.file_type().is_socket() {
+        bail!("{} exists and is not a socket; refusing to replace it", path.display());
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => bail!("{} is in use by another process", path.display()),
+        Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => {
+            tracing::info!(socket = %path.display(), "removing stale socket file");
+            std::fs::remove_file(path)
+                .with_context(|| format!("failed to remove stale socket {}", path.display()))
+        }
+        Err(error) => Err(error).with_context(|| format!("cannot check socket {}", path.display())),
+    }
+}
+
+fn apply_socket_options(path: &Path, mode: Option<&str>, group: Option<&str>) -> anyhow::Result<()> {
+    if let Some(group) = group {
+        let gid = nix::unistd::Group::from_name(group)
+            .with_context(|| format!("cannot look up group {group}"))?
+            .with_context(|| format!("no such group: {group}"))?
+            .gid;
+        std::os::unix::fs::chown(path, None, Some(gid.as_raw()))
+            .with_context(|| format!("cannot give {} to group {group}", path.display()))?;
+    }
+    if let Some(mode) = mode {
+        let mode = parse_socket_mode(mode).map_err(anyhow::Error::msg)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot set mode of {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Sockets passed by systemd socket activation (`LISTEN_FDS`), if this
+/// process is their addressee. Inherited unix sockets are marked trusted
+/// when `trust_unix` is set (the shipped `regauth.socket` is nginx's).
+pub fn inherited_listeners(trust_unix: bool) -> anyhow::Result<Vec<BoundListener>> {
+    let for_us = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|pid| pid.parse::<u32>().ok())
+        .is_some_and(|pid| pid == std::process::id());
+    let count: RawFd = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    if !for_us || count <= 0 {
+        return Ok(Vec::new());
+    }
+    const SD_LISTEN_FDS_START: RawFd = 3;
+    let mut listeners = Vec::new();
+    for fd in SD_LISTEN_FDS_START..SD_LISTEN_FDS_START + count {
+        // SAFETY: systemd's protocol hands us these descriptors, open and
+        // owned by nobody else in this process; LISTEN_PID confirmed that
+        // they are meant for this process. We take ownership exactly once.
+        let socket = unsafe { Socket::from_raw_fd(fd) };
+        socket.set_nonblocking(true)?;
+        socket.set_cloexec(true)?;
+        let local = socket.local_addr().context("inherited descriptor is not a socket")?;
+        let listener = if local.is_unix() {
+            let listener = UnixListener::from_std(std::os::unix::net::UnixListener::from(socket))?;
+            BoundListener {
+                socket: ListenerSocket::Unix(listener),
+                trusted: trust_unix,
+                label: format!("systemd fd {fd} (unix)"),
+                owned_path: None,
+            }
+        } else {
+            let listener = TcpListener::from_std(std::net::TcpListener::from(socket))?;
+            let label = format!("systemd fd {fd} ({})", listener_addr(&listener));
+            BoundListener {
+                socket: ListenerSocket::Tcp(listener),
+                trusted: false,
+                label,
+                owned_path: None,
+            }
+        };
+        listeners.push(listener);
+    }
+    // Children must not think these sockets are theirs.
+    std::env::remove_var("LISTEN_PID");
+    std::env::remove_var("LISTEN_FDS");
+    std::env::remove_var("LISTEN_FDNAMES");
+    Ok(listeners)
+}
+
+fn listener_addr(listener: &TcpListener) -> String {
+    listener
+        .local_addr()
+        .map_or_else(|_| "tcp".to_owned(), |address| address.to_string())
+}
+
+/// Serves until `shutdown` completes, then stops accepting and gives
+/// in-flight requests `limits.shutdown_grace_secs` to finish.
+pub async fn run(
+    listeners: Vec<BoundListener>,
+    state: Arc<State>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = Arc::new(GracefulShutdown::new());
+    let connection_slots = Arc::new(Semaphore::new(limits.max_connections));
+    let (stop_accepting, stopped) = watch::channel(false);
+    let header_timeout = Duration::from_secs(limits.header_read_timeout_secs);
+    let mut accept_tasks = Vec::new();
+    for listener in listeners {
+        tracing::info!(listener = listener.label(), trusted = listener.trusted, "listening");
+        let context = AcceptContext {
+            state: Arc::clone(&state),
+            slots: Arc::clone(&connection_slots),
+            watcher_source: Arc::clone(&graceful),
+            header_timeout,
+        };
+        accept_tasks.push(tokio::spawn(accept_loop(listener, context, stopped.clone())));
+    }
+    shutdown.await;
+    tracing::info!("shutting down: no new connections, draining in-flight requests");
+    let _ = stop_accepting.send(true);
+    for task in accept_tasks {
+        let _ = task.await;
+    }
+    let grace = Duration::from_secs(limits.shutdown_grace_secs);
+    // Every accept task has ended, so this is the last reference.
+    let Ok(graceful) = Arc::try_unwrap(graceful) else {
+        return;
+    };
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(grace_secs = limits.shutdown_grace_secs, "connections still open after the grace period; closing them");
+    }
+}
+
+/// What every accepted connection needs.
+struct AcceptContext {
+    state: Arc<State>,
+    slots: Arc<Semaphore>,
+    watcher_source: Arc<GracefulShutdown>,
+    header_timeout: Duration,
+}
+
+async fn accept_loop(listener: BoundListener, context: AcceptContext, mut stopped: watch::Receiver<bool>) {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let slot = tokio::select! {
+            _ = stopped.changed() => return,
+            slot = Arc::clone(&context.slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => return,
+            },
+        };
+        let accepted = tokio::select! {
+            _ = stopped.changed() => return,
+            accepted = accept(&listener.socket) => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(10);
+                let connection = Arc::new(Connection {
+                    peer,
+                    trusted: listener.trusted,
+                });
+                serve(stream, connection, &context, slot);
+            }
+            Err(error) => {
+                // EMFILE and friends pass; ending the loop would stop the
+                // listener for good.
+                tracing::warn!(listener = listener.label(), %error, retry_in_ms = backoff.as_millis() as u64, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+enum Stream {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(socket: &ListenerSocket) -> io::Result<(Stream, String)> {
+    match socket {
+        ListenerSocket::Tcp(listener) => {
+            let (stream, peer) = listener.accept().await?;
+            let _ = stream.set_nodelay(true);
+            Ok((Stream::Tcp(stream), peer.to_string()))
+        }
+        ListenerSocket::Unix(listener) => {
+            let (stream, _) = listener.accept().await?;
+            Ok((Stream::Unix(stream), "unix".to_owned()))
+        }
+    }
+}
+
+fn serve(
+    stream: Stream,
+    connection: Arc<Connection>,
+    context: &AcceptContext,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) {
+    match stream {
+        Stream::Tcp(stream) => serve_io(stream, connection, context, slot),
+        Stream::Unix(stream) => serve_io(stream, connection, context, slot),
+    }
+}
+
+fn serve_io<S>(
+    stream: S,
+    connection: Arc<Connection>,
+    context: &AcceptContext,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let state = Arc::clone(&context.state);
+    let service = service_fn(move |request| {
+        handle(Arc::clone(&state), Arc::clone(&connection), request)
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // The timer makes the header-read timeout work: a client that opens a
+    // connection and sends nothing is dropped instead of holding a slot.
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(context.header_timeout)
+        .keep_alive(true);
+    let connection_future = builder.serve_connection(TokioIo::new(stream), service);
+    let watched = context.watcher_source.watcher().watch(connection_future);
+    tokio::spawn(async move {
+        if let Err(error) = watched.await {
+            tracing::debug!(%error, "connection ended with an error");
+        }
+        drop(slot);
+    });
+}

@@ -1,0 +1,291 @@
+//! One immutable [`Snapshot`]: the config plus everything derived from the
+//! files it names (users, compiled ACL, keys). Requests load one snapshot
+//! and use only it; hot reload builds a new one and swaps it in whole, so a
+//! request never sees half of an old config and half of a new one.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::acl::{Acl, AclError};
+use crate::config::{AuthMode, Config, ConfigError};
+use crate::keys::{self, KeyError, SigningKey, VerifyingKey};
+use crate::users::{parse_htpasswd, UserError, Users};
+
+/// Why a configuration could not be loaded. Every message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A file could not be read (or written, for a generated key).
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The config document is invalid.
+    #[error("{}: {source}", path.display())]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong in it.
+        source: ConfigError,
+    },
+    /// The htpasswd file or the user table is invalid.
+    #[error("{}: {source}", path.display())]
+    Users {
+        /// The file with the problem.
+        path: PathBuf,
+        /// What is wrong.
+        source: UserError,
+    },
+    /// The ACL does not compile.
+    #[error("{}: acl: {source}", path.display())]
+    Acl {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong.
+        source: AclError,
+    },
+    /// A key or certificate is unusable.
+    #[error("{}: {source}", path.display())]
+    Key {
+        /// The key or certificate file.
+        path: PathBuf,
+        /// What is wrong.
+        source: KeyError,
+    },
+    /// The private key is readable by other users.
+    #[error(
+        "{}: private key is accessible by group or others (mode {mode:04o}); run `chmod 600 {}`",
+        path.display(),
+        path.display()
+    )]
+    KeyPermissions {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+}
+
+/// Everything a request needs, derived from one version of the config.
+pub struct Snapshot {
+    /// The validated config, paths made absolute.
+    pub config: Config,
+    /// Inline and htpasswd users.
+    pub users: Users,
+    /// The compiled access rules.
+    pub acl: Acl,
+    /// The key tokens are signed with.
+    pub signing_key: SigningKey,
+    /// Keys whose tokens are accepted: the signing key first, then the
+    /// rotation set.
+    pub verifying_keys: Vec<VerifyingKey>,
+    /// Files this snapshot was built from; the reloader watches them.
+    pub source_files: Vec<PathBuf>,
+    /// Which config this is: 1 for the one loaded at start, then one more
+    /// per successful reload. Set by [`crate::state::State`]; part of the
+    /// token cache key, so a verification made under an older snapshot can
+    /// never be found under a newer one.
+    pub generation: u64,
+}
+
+fn read(path: &Path) -> Result<String, LoadError> {
+    fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+impl Snapshot {
+    /// Reads and validates the config file and every file it names.
+    /// Blocking: call it from a blocking thread once the runtime runs.
+    pub fn load(config_path: &Path) -> Result<Snapshot, LoadError> {
+        let text = read(config_path)?;
+        let base_dir = config_path.parent().unwrap_or(Path::new("."));
+        let config = Config::parse(&text, base_dir).map_err(|source| LoadError::Config {
+            path: config_path.to_owned(),
+            source,
+        })?;
+        let mut source_files = vec![config_path.to_owned()];
+
+        let htpasswd_entries = match &config.htpasswd {
+            Some(path) => {
+                source_files.push(path.clone());
+                parse_htpasswd(&read(path)?).map_err(|source| LoadError::Users {
+                    path: path.clone(),
+                    source,
+                })?
+            }
+            None => Vec::new(),
+        };
+        let users = Users::build(&config.users, htpasswd_entries).map_err(|source| {
+            LoadError::Users {
+                path: config.htpasswd.clone().unwrap_or_else(|| config_path.to_owned()),
+                source,
+            }
+        })?;
+        let acl = Acl::compile(&config.acl).map_err(|source| LoadError::Acl {
+            path: config_path.to_owned(),
+            source,
+        })?;
+
+        let signing_key = load_signing_key(&config)?;
+        source_files.push(config.token.private_key.clone());
+        source_files.extend(config.token.certificate.clone());
+        let mut verifying_keys = vec![signing_key.verifying.clone()];
+        for path in &config.token.trusted_certificates {
+            let keys = VerifyingKey::from_pem(&read(path)?).map_err(|source| LoadError::Key {
+                path: path.clone(),
+                source,
+            })?;
+            verifying_keys.extend(keys);
+            source_files.push(path.clone());
+        }
+
+        Ok(Snapshot {
+            config,
+            users,
+            acl,
+            signing_key,
+            verifying_keys,
+            source_files,
+            generation: 0,
+        })
+    }
+
+    /// A one-screen description for `check-config` and the start-up log.
+    pub fn summary(&self) -> String {
+        let config = &self.config;
+        let mut out = String::new();
+        let _ = writeln!(out, "service:   {}", config.service);
+        let _ = writeln!(out, "issuer:    {}", config.issuer);
+        let _ = writeln!(out, "realm:     {}", config.realm);
+        for spec in &config.listen {
+            let trusted = if spec.trusted() { " (trusted)" } else { "" };
+            let _ = writeln!(out, "listen:    {}{trusted}", spec.address());
+        }
+        let _ = writeln!(
+            out,
+            "token:     {} {}, kid {}, expires in {}s, endpoint {}",
+            self.signing_key.algorithm,
+            config.token.private_key.display(),
+            self.signing_key.kid,
+            config.token.expiration_secs,
+            config.token_path
+        );
+        if self.signing_key.algorithm == keys::Algorithm::Ps256 {
+            let _ = writeln!(
+                out,
+                "warning:   PS256 tokens are refused by Distribution registry 2.x; use ES256 or RS256 there"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "verify:    {} key(s) accepted by {}",
+            self.verifying_keys.len(),
+            config.auth.path
+        );
+        let mode = match config.auth.mode {
+            AuthMode::Token => "token",
+            AuthMode::Basic => "basic",
+        };
+        let _ = writeln!(out, "auth mode: {mode}");
+        let _ = writeln!(out, "users:     {}", self.users.len());
+        let _ = writeln!(out, "acl:       {} rule(s)", self.acl.len());
+        out
+    }
+}
+
+fn load_signing_key(config: &Config) -> Result<SigningKey, LoadError> {
+    let settings = &config.token;
+    let key_path = &settings.private_key;
+    if settings.generate_if_missing && !key_path.exists() {
+        generate_key_files(config)?;
+    }
+    check_key_permissions(key_path)?;
+    let key_pem = read(key_path)?;
+    let certificate_pem = match &settings.certificate {
+        Some(path) => Some(read(path)?),
+        None => None,
+    };
+    SigningKey::from_pem(
+        &key_pem,
+        certificate_pem.as_deref(),
+        settings.algorithm,
+        settings.kid,
+    )
+    .map_err(|source| LoadError::Key {
+        path: key_path.clone(),
+        source,
+    })
+}
+
+/// Creates a development key pair next to the config, refusing to touch a
+/// certificate that exists without its key (that would be a mismatch).
+fn generate_key_files(config: &Config) -> Result<(), LoadError> {
+    let settings = &config.token;
+    let key_path = &settings.private_key;
+    let (key_pem, certificate_pem) = keys::generate(settings.algorithm, &config.service)
+        .map_err(|source| LoadError::Key {
+            path: key_path.clone(),
+            source,
+        })?;
+    if let Some(cert_path) = &settings.certificate {
+        if cert_path.exists() {
+            return Err(LoadError::Io {
+                path: key_path.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "private key missing while its certificate exists; not generating a mismatched pair",
+                ),
+            });
+        }
+        write_new_file(cert_path, &certificate_pem, 0o644)?;
+    }
+    write_new_file(key_path, &key_pem, 0o600)?;
+    tracing::warn!(
+        key = %key_path.display(),
+        "generated a new signing key because token.generate_if_missing is set; \
+         give the registry the certificate and use real keys in production"
+    );
+    Ok(())
+}
+
+/// Writes a file that must not exist yet, with the given mode from the start
+/// (a private key must never be readable by others, not even briefly).
+pub fn write_new_file(path: &Path, contents: &str, mode: u32) -> Result<(), LoadError> {
+    use std::io::Write;
+    let io_error = |source| LoadError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(io_error)?;
+    }
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(io_error)?;
+    file.write_all(contents.as_bytes()).map_err(io_error)?;
+    file.sync_all().map_err(io_error)
+}
+
+fn check_key_permissions(path: &Path) -> Result<(), LoadError> {
+    let metadata = fs::metadata(path).map_err(|source| LoadError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(LoadError::KeyPermissions {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! Verified access tokens, so `/auth` checks a token's signature once and
+//! not on every one of the many requests a pull makes. A hit still checks
+//! time and access; an entry never outlives its token.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::token::AccessClaims;
+
+/// A verified token and how long it may stay.
+#[derive(Clone)]
+struct Entry {
+    claims: Arc<AccessClaims>,
+    time_to_live: Duration,
+}
+
+/// Lets each entry expire when its token does.
+struct ExpireWithToken;
+
+impl moka::Expiry<[u8; 32], Entry> for ExpireWithToken {
+    fn expire_after_create(&self, _key: &[u8; 32], entry: &Entry, _now: Instant) -> Option<Duration> {
+        Some(entry.time_to_live)
+    }
+}
+
+/// Bounded cache of verified tokens, keyed by a SHA-256 of the token (the
+/// token text itself is a credential and is not kept as a key).
+pub struct TokenCache {
+    entries: moka::future::Cache<[u8; 32], Entry>,
+}
+
+impl TokenCache {
+    /// A cache of at most `capacity` tokens.
+    pub fn new(capacity: u64) -> TokenCache {
+        TokenCache {
+            entries: moka::future::Cache::builder()
+                .max_capacity(capacity)
+                .expire_after(ExpireWithToken)
+                .build(),
+        }
+    }
+
+    /// The cache key of a token verified under snapshot `generation`.
+    pub fn key(generation: u64, token: &str) -> [u8; 32] {
+        let mut digest = Sha256::new();
+        digest.update(generation.to_be_bytes());
+        digest.update(token.as_bytes());
+        digest.finalize().into()
+    }
+
+    /// The claims of a token verified earlier, if still cached.
+    pub async fn get(&self, key: &[u8; 32]) -> Option<Arc<AccessClaims>> {
+        let hit = self.entries.get(key).await.map(|entry| entry.claims);
+        let result = if hit.is_some() { "hit" } else { "miss" };
+        metrics::counter!("regauth_token_cache_total", "result" => result).increment(1);
+        hit
+    }
+
+    /// Remembers a verified token until `expires_at` (unix seconds, leeway
+    /// included). `now` is the current unix time.
+    pub async fn insert(&self, key: [u8; 32], claims: Arc<AccessClaims>, expires_at: i64, now: i64) {
+        let Ok(seconds) = u64::try_from(expires_at.saturating_sub(now)) else {
+            return;
+        };
+        if seconds == 0 {
+            return;
+        }
+        let entry = Entry {
+            claims,
+            time_to_live: Duration::from_secs(seconds),
+        };
+        self.entries.insert(key, entry).await;
+    }
+
+    /// Drops every entry (keys changed).
+    pub fn clear(&self) {
+        self.entries.invalidate_all();
+    }
+}

@@ -1,0 +1,172 @@
+//! The user table: inline users from the config merged with an htpasswd
+//! file. Pure data; password checks live in [`crate::credentials`].
+
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
+
+use crate::config::{check_user_name, is_bcrypt_hash, UserSpec};
+
+/// Why a user table could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    /// A line of the htpasswd file is not `name:bcrypt-hash`.
+    #[error("htpasswd line {line}: {reason}")]
+    HtpasswdLine {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong; never contains the hash itself.
+        reason: String,
+    },
+    /// The same user is defined twice.
+    #[error("user `{0}` is defined twice (inline users and htpasswd merge; names must be unique)")]
+    Duplicate(String),
+}
+
+/// One user as the server needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// The bcrypt hash of the password.
+    pub password_hash: String,
+    /// Groups the ACL can match on.
+    pub groups: Vec<String>,
+}
+
+impl User {
+    /// A short digest of the stored password hash. Refresh tokens carry it,
+    /// so a password change (or removal) makes them stop working without
+    /// any server-side token store.
+    pub fn credential_fingerprint(&self) -> String {
+        let digest = Sha256::digest(self.password_hash.as_bytes());
+        data_encoding::BASE64URL_NOPAD.encode(&digest[..16])
+    }
+}
+
+/// All known users by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Users {
+    by_name: HashMap<String, User>,
+}
+
+impl Users {
+    /// Merges inline users with the parsed htpasswd entries.
+    pub fn build<'a>(
+        inline: impl IntoIterator<Item = (&'a String, &'a UserSpec)>,
+        htpasswd: Vec<(String, String)>,
+    ) -> Result<Users, UserError> {
+        let mut by_name = HashMap::new();
+        for (name, spec) in inline {
+            let user = User {
+                password_hash: spec.password.clone(),
+                groups: spec.groups.clone(),
+            };
+            by_name.insert(name.clone(), user);
+        }
+        for (name, password_hash) in htpasswd {
+            if by_name.contains_key(&name) {
+                return Err(UserError::Duplicate(name));
+            }
+            let user = User {
+                password_hash,
+                groups: Vec::new(),
+            };
+            by_name.insert(name, user);
+        }
+        Ok(Users { by_name })
+    }
+
+    /// The user of that name, if any.
+    pub fn get(&self, name: &str) -> Option<&User> {
+        self.by_name.get(name)
+    }
+
+    /// How many users there are.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// Whether there are no users at all.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}
+
+/// Parses an htpasswd file. Only bcrypt lines are accepted: the other
+/// htpasswd formats (MD5-crypt, SHA-1, crypt) are too weak to offer.
+/// Blank lines and `#` comments are skipped.
+pub fn parse_htpasswd(text: &str) -> Result<Vec<(String, String)>, UserError> {
+    let mut entries = Vec::new();
+    for (index, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let error = |reason: &str| UserError::HtpasswdLine {
+            line: index + 1,
+            reason: reason.to_owned(),
+        };
+        let (name, hash) = line
+            .split_once(':')
+            .ok_or_else(|| error("expected `name:hash`"))?;
+        check_user_name(name).map_err(|reason| error(&reason))?;
+        if !is_bcrypt_hash(hash) {
+            return Err(error(
+                "only bcrypt hashes are accepted (htpasswd -B, or `regauth hash-password`)",
+            ));
+        }
+        entries.push((name.to_owned(), hash.to_owned()));
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HASH: &str = "$2y$10$iRxq4as0aXEICViLH46Uhu.TuA/9/2EEWcq.d5vwRDBJMy3xv1gFq";
+
+    #[test]
+    fn htpasswd_bcrypt_lines_parse() {
+        let text = format!("# comment\n\nalice:{HASH}\nbob:{HASH}\n");
+        let entries = parse_htpasswd(&text).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[1].0, "bob");
+    }
+
+    #[test]
+    fn htpasswd_other_hash_kinds_are_refused_by_line() {
+        let text = format!("alice:{HASH}\nbob:$apr1$xyz$abc\n");
+        let message = parse_htpasswd(&text).unwrap_err().to_string();
+        assert!(message.contains("line 2"), "{message}");
+        assert!(!message.contains("apr1"), "the hash must not be echoed: {message}");
+        assert!(parse_htpasswd("no-colon-here").is_err());
+    }
+
+    #[test]
+    fn duplicates_between_sources_are_refused() {
+        let spec = UserSpec {
+            password: HASH.into(),
+            groups: vec!["staff".into()],
+        };
+        let name = "alice".to_owned();
+        let error = Users::build([(&name, &spec)], vec![("alice".into(), HASH.into())]);
+        assert!(matches!(error, Err(UserError::Duplicate(n)) if n == "alice"));
+        let users = Users::build([(&name, &spec)], vec![("bob".into(), HASH.into())]).unwrap();
+        assert_eq!(users.get("alice").unwrap().groups, vec!["staff".to_owned()]);
+        assert!(users.get("bob").unwrap().groups.is_empty());
+    }
+
+    #[test]
+    fn fingerprint_changes_with_the_password() {
+        let a = User {
+            password_hash: HASH.into(),
+            groups: vec![],
+        };
+        let b = User {
+            password_hash: HASH.replace("gFq", "gFr"),
+            groups: vec![],
+        };
+        assert_ne!(a.credential_fingerprint(), b.credential_fingerprint());
+        assert_eq!(a.credential_fingerprint().len(), 22);
+    }
+}
