@@ -1021,7 +1021,8 @@ oxooEKcU1+h+7POKcAw7M+OR6Ty80MEeKlZ2tmk=
 
     #[test]
     fn unsupported_and_broken_private_keys_are_rejected() {
-        let cases: [(&str, fn(&KeyError) -> bool); 8] = [
+        type Check = fn(&KeyError) -> bool;
+        let cases: [(&str, Check); 8] = [
             (P384_SEC1_PEM, |e| matches!(e, KeyError::InvalidKey { .. })),
             (P384_PKCS8_PEM, |e| matches!(e, KeyError::UnsupportedKeyType(_))),
             (ED25519_PEM, |e| e.to_string().contains("Ed25519")),

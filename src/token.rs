@@ -639,8 +639,8 @@ mod tests {
         let token = sign(&key, &access_claims()).expect("sign");
         let other = SigningKey::from_pem(EC_PKCS8_PEM, None, Algorithm::Es256, KidFormat::Libtrust)
             .expect("other key");
-        let err =
-            verify_access(&[other.verifying.clone()], &token, &expect()).expect_err("unknown");
+        let err = verify_access(std::slice::from_ref(&other.verifying), &token, &expect())
+            .expect_err("unknown");
         assert!(matches!(err, TokenError::UnknownKey(_)), "{err}");
         assert!(verify_access(&[], &token, &expect()).is_err());
 
@@ -654,7 +654,8 @@ mod tests {
         )
         .expect("sign");
         let bare = format!("{message}.{sig}");
-        let err = verify_access(&[key.verifying.clone()], &bare, &expect()).expect_err("no kid");
+        let err = verify_access(std::slice::from_ref(&key.verifying), &bare, &expect())
+            .expect_err("no kid");
         assert!(matches!(err, TokenError::UnknownKey(_)), "{err}");
     }
 
@@ -679,7 +680,8 @@ mod tests {
         let header = format!(r#"{{"alg":"none","kid":"{}"}}"#, key.kid);
         for sig in ["", "AAAA"] {
             let token = format!("{}.{}.{sig}", b64(&header), b64(&claims));
-            let err = verify_access(&[key.verifying.clone()], &token, &expect()).expect_err("none");
+            let err = verify_access(std::slice::from_ref(&key.verifying), &token, &expect())
+                .expect_err("none");
             assert!(matches!(err, TokenError::UnsupportedAlgorithm(_)), "{err}");
         }
     }
@@ -702,8 +704,8 @@ mod tests {
             header.kid = Some(key.kid.clone());
             let hmac = jsonwebtoken::EncodingKey::from_secret(secret);
             let token = jsonwebtoken::encode(&header, &access_claims(), &hmac).expect("hs256");
-            let err =
-                verify_access(&[key.verifying.clone()], &token, &expect()).expect_err("HS256");
+            let err = verify_access(std::slice::from_ref(&key.verifying), &token, &expect())
+                .expect_err("HS256");
             assert!(
                 matches!(err, TokenError::UnsupportedAlgorithm(ref a) if a.contains("HS256")),
                 "{err}"
@@ -720,12 +722,14 @@ mod tests {
         header.kid = Some(ec.kid.clone());
         let token =
             jsonwebtoken::encode(&header, &access_claims(), rsa.encoding_key()).expect("sign");
-        let err = verify_access(&[ec.verifying.clone()], &token, &expect()).expect_err("mismatch");
+        let err = verify_access(std::slice::from_ref(&ec.verifying), &token, &expect())
+            .expect_err("mismatch");
         assert!(matches!(err, TokenError::AlgorithmMismatch { .. }), "{err}");
 
         // Our own RS256 key accepts only RS256, a certificate-derived RSA key both.
         let ps = sign(&rsa_key(Algorithm::Ps256), &access_claims()).expect("sign");
-        let err = verify_access(&[rsa.verifying.clone()], &ps, &expect()).expect_err("PS256");
+        let err =
+            verify_access(std::slice::from_ref(&rsa.verifying), &ps, &expect()).expect_err("PS256");
         assert!(matches!(err, TokenError::AlgorithmMismatch { .. }), "{err}");
         let from_cert = crate::keys::VerifyingKey::from_pem(RSA_CERT_PEM).expect("cert");
         assert!(verify_access(&from_cert, &ps, &expect()).is_ok());
@@ -863,14 +867,18 @@ mod tests {
         let token = sign(&key, &access_claims()).expect("sign");
         let cases = [
             verify_access(
-                &[key.verifying.clone()],
+                std::slice::from_ref(&key.verifying),
                 &token,
                 &Expectations {
                     now: NOW + 9_999,
                     ..expect()
                 },
             ),
-            verify_access(&[key.verifying.clone()], &format!("{token}x"), &expect()),
+            verify_access(
+                std::slice::from_ref(&key.verifying),
+                &format!("{token}x"),
+                &expect(),
+            ),
             verify_access(&[], &token, &expect()),
         ];
         for result in cases {
