@@ -40,7 +40,12 @@ pub fn hash_password(cost: u32) -> anyhow::Result<()> {
 
 /// Writes a new private key (mode 0600) and a self-signed certificate for
 /// the registry's `rootcertbundle`. Refuses to overwrite either file.
-pub fn keygen(algorithm: Algorithm, key: &Path, cert: &Path, common_name: &str) -> anyhow::Result<()> {
+pub fn keygen(
+    algorithm: Algorithm,
+    key: &Path,
+    cert: &Path,
+    common_name: &str,
+) -> anyhow::Result<()> {
     for path in [key, cert] {
         if path.exists() {
             bail!("{} exists; refusing to overwrite it", path.display());
@@ -50,7 +55,10 @@ pub fn keygen(algorithm: Algorithm, key: &Path, cert: &Path, common_name: &str) 
     write_new_file(key, &key_pem, 0o600)?;
     write_new_file(cert, &cert_pem, 0o644)?;
     println!("private key: {} (keep it secret, mode 0600)", key.display());
-    println!("certificate: {} (the registry's auth.token.rootcertbundle)", cert.display());
+    println!(
+        "certificate: {} (the registry's auth.token.rootcertbundle)",
+        cert.display()
+    );
     Ok(())
 }
 

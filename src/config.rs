@@ -390,7 +390,10 @@ impl Config {
             ("auth.uri_header", Some(&self.auth.uri_header)),
             ("auth.method_header", Some(&self.auth.method_header)),
             ("auth.user_header", Some(&self.auth.user_header)),
-            ("auth.trusted_user_header", self.auth.trusted_user_header.as_ref()),
+            (
+                "auth.trusted_user_header",
+                self.auth.trusted_user_header.as_ref(),
+            ),
         ] {
             if let Some(name) = name {
                 http::HeaderName::from_bytes(name.as_bytes())
@@ -398,9 +401,8 @@ impl Config {
             }
         }
         if let Some(name) = &self.auth.anonymous_user {
-            http::HeaderValue::from_str(name).map_err(|_| {
-                invalid("auth.anonymous_user", "must be printable ASCII")
-            })?;
+            http::HeaderValue::from_str(name)
+                .map_err(|_| invalid("auth.anonymous_user", "must be printable ASCII"))?;
         }
         if self.auth.cache_capacity == 0 {
             return Err(invalid("auth.cache_capacity", "must be at least 1"));
@@ -414,7 +416,10 @@ impl Config {
             if let ListenSpec::Detailed(options) = spec {
                 let is_unix = matches!(address, ListenAddress::Unix(_));
                 if (options.mode.is_some() || options.group.is_some()) && !is_unix {
-                    return Err(invalid(field, "`mode` and `group` apply to unix sockets only"));
+                    return Err(invalid(
+                        field,
+                        "`mode` and `group` apply to unix sockets only",
+                    ));
                 }
                 if let Some(mode) = &options.mode {
                     parse_socket_mode(mode).map_err(|e| invalid(format!("{field}.mode"), e))?;
@@ -434,7 +439,10 @@ impl Config {
             return Err(invalid("limits.max_connections", "must be at least 1"));
         }
         if self.limits.header_read_timeout_secs == 0 {
-            return Err(invalid("limits.header_read_timeout_secs", "must be at least 1"));
+            return Err(invalid(
+                "limits.header_read_timeout_secs",
+                "must be at least 1",
+            ));
         }
         Ok(())
     }

@@ -102,9 +102,10 @@ impl CredentialChecker {
         let password = Zeroizing::new(password.to_owned());
         let hash: Arc<str> = Arc::from(hash);
         let started = Instant::now();
-        let outcome = tokio::task::spawn_blocking(move || bcrypt::verify(password.as_bytes(), &hash))
-            .await
-            .map_err(|e| CredentialError::Internal(e.to_string()))?;
+        let outcome =
+            tokio::task::spawn_blocking(move || bcrypt::verify(password.as_bytes(), &hash))
+                .await
+                .map_err(|e| CredentialError::Internal(e.to_string()))?;
         metrics::histogram!("regauth_bcrypt_seconds").record(started.elapsed().as_secs_f64());
         // A malformed stored hash cannot happen (checked at load); treat it
         // as a mismatch rather than an error the client could observe.
@@ -143,9 +144,11 @@ mod tests {
         let checker = CredentialChecker::new(Duration::from_secs(60));
         let user = checker.verify(&users, "alice", "secret").await.unwrap();
         assert_eq!(user.groups, vec!["staff".to_owned()]);
-        assert!(checker
-            .verified
-            .contains_key(&checker.cache_key("alice", "secret", &user.password_hash)));
+        assert!(checker.verified.contains_key(&checker.cache_key(
+            "alice",
+            "secret",
+            &user.password_hash
+        )));
         assert!(checker.verify(&users, "alice", "secret").await.is_ok());
     }
 
@@ -154,7 +157,10 @@ mod tests {
         let users = users_with("alice", "secret");
         let checker = CredentialChecker::new(Duration::from_secs(60));
         let wrong = checker.verify(&users, "alice", "nope").await.unwrap_err();
-        let unknown = checker.verify(&users, "mallory", "secret").await.unwrap_err();
+        let unknown = checker
+            .verify(&users, "mallory", "secret")
+            .await
+            .unwrap_err();
         assert_eq!(wrong.to_string(), unknown.to_string());
         checker.verified.run_pending_tasks().await;
         assert_eq!(checker.verified.entry_count(), 0);

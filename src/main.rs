@@ -20,7 +20,12 @@ enum Command {
     /// Serve the token endpoint, /auth, /healthz and /metrics.
     Serve {
         /// The JSON configuration file.
-        #[arg(long, short, default_value = "config/regauth.json", env = "REGAUTH_CONFIG")]
+        #[arg(
+            long,
+            short,
+            default_value = "config/regauth.json",
+            env = "REGAUTH_CONFIG"
+        )]
         config: PathBuf,
     },
     /// Print the bcrypt hash of a password read from stdin or a prompt.

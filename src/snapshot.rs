@@ -121,12 +121,14 @@ impl Snapshot {
             }
             None => Vec::new(),
         };
-        let users = Users::build(&config.users, htpasswd_entries).map_err(|source| {
-            LoadError::Users {
-                path: config.htpasswd.clone().unwrap_or_else(|| config_path.to_owned()),
+        let users =
+            Users::build(&config.users, htpasswd_entries).map_err(|source| LoadError::Users {
+                path: config
+                    .htpasswd
+                    .clone()
+                    .unwrap_or_else(|| config_path.to_owned()),
                 source,
-            }
-        })?;
+            })?;
         let acl = Acl::compile(&config.acl).map_err(|source| LoadError::Acl {
             path: config_path.to_owned(),
             source,
@@ -228,8 +230,8 @@ fn load_signing_key(config: &Config) -> Result<SigningKey, LoadError> {
 fn generate_key_files(config: &Config) -> Result<(), LoadError> {
     let settings = &config.token;
     let key_path = &settings.private_key;
-    let (key_pem, certificate_pem) = keys::generate(settings.algorithm, &config.service)
-        .map_err(|source| LoadError::Key {
+    let (key_pem, certificate_pem) =
+        keys::generate(settings.algorithm, &config.service).map_err(|source| LoadError::Key {
             path: key_path.clone(),
             source,
         })?;

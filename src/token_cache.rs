@@ -20,7 +20,12 @@ struct Entry {
 struct ExpireWithToken;
 
 impl moka::Expiry<[u8; 32], Entry> for ExpireWithToken {
-    fn expire_after_create(&self, _key: &[u8; 32], entry: &Entry, _now: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _key: &[u8; 32],
+        entry: &Entry,
+        _now: Instant,
+    ) -> Option<Duration> {
         Some(entry.time_to_live)
     }
 }
@@ -60,7 +65,13 @@ impl TokenCache {
 
     /// Remembers a verified token until `expires_at` (unix seconds, leeway
     /// included). `now` is the current unix time.
-    pub async fn insert(&self, key: [u8; 32], claims: Arc<AccessClaims>, expires_at: i64, now: i64) {
+    pub async fn insert(
+        &self,
+        key: [u8; 32],
+        claims: Arc<AccessClaims>,
+        expires_at: i64,
+        now: i64,
+    ) {
         let Ok(seconds) = u64::try_from(expires_at.saturating_sub(now)) else {
             return;
         };

@@ -138,7 +138,10 @@ mod tests {
         let text = format!("alice:{HASH}\nbob:$apr1$xyz$abc\n");
         let message = parse_htpasswd(&text).unwrap_err().to_string();
         assert!(message.contains("line 2"), "{message}");
-        assert!(!message.contains("apr1"), "the hash must not be echoed: {message}");
+        assert!(
+            !message.contains("apr1"),
+            "the hash must not be echoed: {message}"
+        );
         assert!(parse_htpasswd("no-colon-here").is_err());
     }
 

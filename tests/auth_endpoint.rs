@@ -26,13 +26,22 @@ struct Sidecar {
 }
 
 fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 fn load_key(key: &PathBuf, cert: &PathBuf) -> SigningKey {
     let key_pem = std::fs::read_to_string(key).unwrap();
     let cert_pem = std::fs::read_to_string(cert).unwrap();
-    SigningKey::from_pem(&key_pem, Some(&cert_pem), Algorithm::Es256, KidFormat::Libtrust).unwrap()
+    SigningKey::from_pem(
+        &key_pem,
+        Some(&cert_pem),
+        Algorithm::Es256,
+        KidFormat::Libtrust,
+    )
+    .unwrap()
 }
 
 impl Sidecar {
@@ -42,7 +51,7 @@ impl Sidecar {
         let (other_key, other_cert) = keygen(&h, "ES256", "stranger");
         let addr = format!("127.0.0.1:{}", free_port());
         let socket = h.file("regauth.sock");
-        let realm = format!("https://registry.test/token");
+        let realm = "https://registry.test/token".to_owned();
         let config = json!({
             "service": SERVICE,
             "issuer": ISSUER,
@@ -116,8 +125,16 @@ impl Sidecar {
         let value = r.header("www-authenticate").expect("WWW-Authenticate");
         let (scheme, params) = parse_challenge(value);
         assert_eq!(scheme, "bearer", "{value}");
-        assert_eq!(params.get("realm").map(String::as_str), Some(self.realm.as_str()), "{value}");
-        assert_eq!(params.get("service").map(String::as_str), Some(SERVICE), "{value}");
+        assert_eq!(
+            params.get("realm").map(String::as_str),
+            Some(self.realm.as_str()),
+            "{value}"
+        );
+        assert_eq!(
+            params.get("service").map(String::as_str),
+            Some(SERVICE),
+            "{value}"
+        );
         assert_eq!(params.get("scope").map(String::as_str), scope, "{value}");
         assert_eq!(params.get("error").map(String::as_str), error, "{value}");
     }
@@ -144,16 +161,43 @@ fn valid_tokens_pass_with_the_user_named() {
         assert_eq!(r.header("remote-user"), Some("alice"), "{method} {uri}");
     }
     // Cached on the second use: still checked for access every time.
-    let r = s.ask_with_token("DELETE", "/v2/team/app/manifests/sha256:".to_owned().as_str(), &token);
-    assert_eq!(r.status, 403, "a bad digest is refused outright: {}", r.text());
+    let r = s.ask_with_token(
+        "DELETE",
+        "/v2/team/app/manifests/sha256:".to_owned().as_str(),
+        &token,
+    );
+    assert_eq!(
+        r.status,
+        403,
+        "a bad digest is refused outright: {}",
+        r.text()
+    );
     let digest = format!("sha256:{}", "a".repeat(64));
-    let r = s.ask_with_token("DELETE", &format!("/v2/team/app/manifests/{digest}"), &token);
-    s.assert_challenge(&r, Some("repository:team/app:delete"), Some("insufficient_scope"));
+    let r = s.ask_with_token(
+        "DELETE",
+        &format!("/v2/team/app/manifests/{digest}"),
+        &token,
+    );
+    s.assert_challenge(
+        &r,
+        Some("repository:team/app:delete"),
+        Some("insufficient_scope"),
+    );
 
     // The catalog needs `registry:catalog:*`; `*` covers every action.
-    let admin = s.sign(&s.claims("alice", &[("registry", "catalog", &["*"]), ("repository", "x", &["*"])]));
-    assert_eq!(s.ask_with_token("GET", "/v2/_catalog?n=100", &admin).status, 200);
-    assert_eq!(s.ask_with_token("DELETE", &format!("/v2/x/blobs/{digest}"), &admin).status, 200);
+    let admin = s.sign(&s.claims(
+        "alice",
+        &[("registry", "catalog", &["*"]), ("repository", "x", &["*"])],
+    ));
+    assert_eq!(
+        s.ask_with_token("GET", "/v2/_catalog?n=100", &admin).status,
+        200
+    );
+    assert_eq!(
+        s.ask_with_token("DELETE", &format!("/v2/x/blobs/{digest}"), &admin)
+            .status,
+        200
+    );
     let puller = s.sign(&s.claims("bob", &[("registry", "catalog", &["pull"])]));
     let r = s.ask_with_token("GET", "/v2/_catalog", &puller);
     s.assert_challenge(&r, Some("registry:catalog:*"), Some("insufficient_scope"));
@@ -202,7 +246,12 @@ fn bad_tokens_get_invalid_token_challenges() {
     let cert_pem = std::fs::read(s._h.file("token.crt")).unwrap();
     let mut hs_header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     hs_header.kid = Some(s.key.kid.clone());
-    let hs256 = jsonwebtoken::encode(&hs_header, &good, &jsonwebtoken::EncodingKey::from_secret(&cert_pem)).unwrap();
+    let hs256 = jsonwebtoken::encode(
+        &hs_header,
+        &good,
+        &jsonwebtoken::EncodingKey::from_secret(&cert_pem),
+    )
+    .unwrap();
     let cases = [
         ("expired", s.sign(&expired)),
         ("not yet valid", s.sign(&early)),
@@ -211,7 +260,10 @@ fn bad_tokens_get_invalid_token_challenges() {
         ("unknown key", token::sign(&s.stranger, &good).unwrap()),
         ("alg none", alg_none),
         ("HS256 keyed with the public certificate", hs256),
-        ("tampered payload", forge_jwt(&genuine, |c| c["sub"] = json!("admin"))),
+        (
+            "tampered payload",
+            forge_jwt(&genuine, |c| c["sub"] = json!("admin")),
+        ),
         ("garbage", "not-a-jwt".to_owned()),
     ];
     for (what, token) in cases {
@@ -261,7 +313,10 @@ fn basic_mode_everyone_pulls_staff_pushes() {
     assert_eq!(r.status, 200, "containers/image's empty Basic is anonymous");
     let r = s.ask(&s.tcp, "GET", "/v2/", &[]);
     assert_eq!(r.status, 401);
-    assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"registry.test\""));
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Basic realm=\"registry.test\"")
+    );
     let r = s.ask(&s.tcp, "PUT", manifest, &[]);
     assert_eq!(r.status, 401, "anonymous push: signing in may help");
 
@@ -275,12 +330,18 @@ fn basic_mode_everyone_pulls_staff_pushes() {
     let wrong = basic_auth("alice", "wrong");
     let r = s.ask(&s.tcp, "GET", manifest, &[("Authorization", &wrong)]);
     assert_eq!(r.status, 401);
-    assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"registry.test\""));
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Basic realm=\"registry.test\"")
+    );
 }
 
 #[test]
 fn trusted_proxy_user_only_on_trusted_listeners() {
-    let s = Sidecar::start("auth-proxy", json!({ "trusted_user_header": PROXY_USER_HEADER, "anonymous_user": "anonymous" }));
+    let s = Sidecar::start(
+        "auth-proxy",
+        json!({ "trusted_user_header": PROXY_USER_HEADER, "anonymous_user": "anonymous" }),
+    );
     let push = "/v2/lib/app/manifests/1";
     // On the trusted unix socket the proxy's user decides through the ACL.
     let r = s.ask(&s.unix, "PUT", push, &[(PROXY_USER_HEADER, "alice")]);
@@ -302,6 +363,11 @@ fn trusted_proxy_user_only_on_trusted_listeners() {
 #[test]
 fn trusted_header_is_ignored_unless_configured() {
     let s = Sidecar::start("auth-proxy-off", json!({}));
-    let r = s.ask(&s.unix, "GET", "/v2/lib/app/manifests/1", &[(PROXY_USER_HEADER, "alice")]);
+    let r = s.ask(
+        &s.unix,
+        "GET",
+        "/v2/lib/app/manifests/1",
+        &[(PROXY_USER_HEADER, "alice")],
+    );
     s.assert_challenge(&r, Some("repository:lib/app:pull"), None);
 }

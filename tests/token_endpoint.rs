@@ -47,19 +47,29 @@ impl Server {
         Server { h, ep, config }
     }
 
-    fn request(&self, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    fn request(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
         http(&self.ep, method, target, headers, body)
             .unwrap_or_else(|e| panic!("{method} {target}: {e}"))
     }
 
     fn get(&self, target: &str, creds: Option<(&str, &str)>) -> Response {
         let auth = creds.map(|(u, p)| basic_auth(u, p));
-        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("Authorization", a.as_str())).collect();
         self.request("GET", target, &headers, b"")
     }
 
     fn post_form(&self, form: &str) -> Response {
-        let headers = [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")];
+        let headers = [(
+            "Content-Type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        )];
         self.request("POST", "/token", &headers, form.as_bytes())
     }
 
@@ -67,27 +77,38 @@ impl Server {
     fn reconfigure(&mut self, edit: impl FnOnce(&mut Value)) {
         let before = self.generation();
         edit(&mut self.config);
-        self.h.write("regauth.json", serde_json::to_vec_pretty(&self.config).unwrap());
+        self.h.write(
+            "regauth.json",
+            serde_json::to_vec_pretty(&self.config).unwrap(),
+        );
         let ep = self.ep.clone();
-        self.h.wait_until("regauth", "config reload", Duration::from_secs(10), || {
-            get(&ep, "/healthz", &[]).json()["config_generation"].as_u64() > Some(before)
-        });
+        self.h
+            .wait_until("regauth", "config reload", Duration::from_secs(10), || {
+                get(&ep, "/healthz", &[]).json()["config_generation"].as_u64() > Some(before)
+            });
     }
 
     fn generation(&self) -> u64 {
-        get(&self.ep, "/healthz", &[]).json()["config_generation"].as_u64().unwrap()
+        get(&self.ep, "/healthz", &[]).json()["config_generation"]
+            .as_u64()
+            .unwrap()
     }
 }
 
 /// The `errors[0].code` of a Distribution error body.
 fn error_code(response: &Response) -> String {
-    response.json()["errors"][0]["code"].as_str().unwrap_or("").to_owned()
+    response.json()["errors"][0]["code"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
 }
 
 fn jwt_header(token: &str) -> Value {
     use base64::Engine;
     let segment = token.split('.').next().unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(segment).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(segment)
+        .unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }
 
@@ -106,8 +127,14 @@ fn get_issues_the_intersection_of_asked_and_allowed() {
     assert_eq!(body["access_token"], body["token"]);
     assert_eq!(body["expires_in"], json!(300));
     let issued_at = body["issued_at"].as_str().unwrap();
-    assert!(issued_at.ends_with('Z') && issued_at.len() == 20, "{issued_at}");
-    assert!(body.get("refresh_token").is_none(), "refresh token only when asked");
+    assert!(
+        issued_at.ends_with('Z') && issued_at.len() == 20,
+        "{issued_at}"
+    );
+    assert!(
+        body.get("refresh_token").is_none(),
+        "refresh token only when asked"
+    );
 
     let header = jwt_header(token);
     assert_eq!(header["alg"], "ES256");
@@ -119,30 +146,51 @@ fn get_issues_the_intersection_of_asked_and_allowed() {
 
     let claims = jwt_claims(token);
     assert_eq!(claims["iss"], ISSUER);
-    assert_eq!(claims["aud"], SERVICE, "aud must be a plain string for registry 2.8");
+    assert_eq!(
+        claims["aud"], SERVICE,
+        "aud must be a plain string for registry 2.8"
+    );
     assert_eq!(claims["sub"], "alice");
-    let (exp, iat) = (claims["exp"].as_i64().unwrap(), claims["iat"].as_i64().unwrap());
+    let (exp, iat) = (
+        claims["exp"].as_i64().unwrap(),
+        claims["iat"].as_i64().unwrap(),
+    );
     assert_eq!(exp - iat, 300);
     assert_eq!(claims["nbf"], claims["iat"]);
     assert!(claims["jti"].as_str().unwrap().len() >= 22);
-    assert_eq!(granted(&claims, "repository", "alice/app"), ["pull", "push"]);
+    assert_eq!(
+        granted(&claims, "repository", "alice/app"),
+        ["pull", "push"]
+    );
     assert!(granted(&claims, "repository", "bob/x").is_empty());
     assert_eq!(granted(&claims, "registry", "catalog"), ["*"]);
 
     // Anonymous: public pulls only, and an empty access list is still 200.
-    let anon = server.get("/token?service=registry.test&scope=repository:public/base:pull,push", None);
+    let anon = server.get(
+        "/token?service=registry.test&scope=repository:public/base:pull,push",
+        None,
+    );
     assert_eq!(anon.status, 200, "{}", anon.text());
     let claims = jwt_claims(anon.json()["token"].as_str().unwrap());
     assert_eq!(claims["sub"], "");
     assert_eq!(granted(&claims, "repository", "public/base"), ["pull"]);
     let denied = server.get("/token?scope=repository:alice/app:pull", None);
     assert_eq!(denied.status, 200);
-    assert_eq!(jwt_claims(denied.json()["token"].as_str().unwrap())["access"], json!([]));
+    assert_eq!(
+        jwt_claims(denied.json()["token"].as_str().unwrap())["access"],
+        json!([])
+    );
 
     // `*` (skopeo delete) yields everything the rule allows; htpasswd users work.
-    let star = server.get("/token?scope=repository:carol/x:*", Some(("carol", "carol-pw")));
+    let star = server.get(
+        "/token?scope=repository:carol/x:*",
+        Some(("carol", "carol-pw")),
+    );
     let claims = jwt_claims(star.json()["token"].as_str().unwrap());
-    assert_eq!(granted(&claims, "repository", "carol/x"), ["delete", "pull", "push"]);
+    assert_eq!(
+        granted(&claims, "repository", "carol/x"),
+        ["delete", "pull", "push"]
+    );
     // bob may only pull alice's repositories; host:port names parse.
     let bob = server.get(
         "/token?scope=repository:alice/app:pull,push&scope=repository:localhost:5000/bob/x:pull",
@@ -155,17 +203,36 @@ fn get_issues_the_intersection_of_asked_and_allowed() {
 #[test]
 fn get_refuses_bad_requests_with_clear_errors() {
     let server = Server::start("token-errors");
-    for (who, creds) in [("wrong password", ("alice", "nope")), ("unknown user", ("mallory", "alice-pw"))] {
+    for (who, creds) in [
+        ("wrong password", ("alice", "nope")),
+        ("unknown user", ("mallory", "alice-pw")),
+    ] {
         let r = server.get("/token?service=registry.test", Some(creds));
         assert_eq!(r.status, 401, "{who}: {}", r.text());
-        assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"registry.test\""), "{who}");
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Basic realm=\"registry.test\""),
+            "{who}"
+        );
         assert_eq!(error_code(&r), "UNAUTHORIZED", "{who}");
     }
     let cases = [
-        ("/token?scope=repository:Alice/App:pull", "INVALID_SCOPE", "Alice/App"),
+        (
+            "/token?scope=repository:Alice/App:pull",
+            "INVALID_SCOPE",
+            "Alice/App",
+        ),
         ("/token?scope=repository:a", "INVALID_SCOPE", "repository:a"),
-        ("/token?service=other.registry", "UNSUPPORTED_VALUE", "other.registry"),
-        ("/token?offline_token=maybe", "BAD_TOKEN_OPTION", "offline_token"),
+        (
+            "/token?service=other.registry",
+            "UNSUPPORTED_VALUE",
+            "other.registry",
+        ),
+        (
+            "/token?offline_token=maybe",
+            "BAD_TOKEN_OPTION",
+            "offline_token",
+        ),
         ("/token?account=bob", "UNSUPPORTED_VALUE", "account"),
     ];
     for (target, code, mentioned) in cases {
@@ -174,7 +241,12 @@ fn get_refuses_bad_requests_with_clear_errors() {
         assert_eq!(error_code(&r), code, "{target}");
         assert!(r.text().contains(mentioned), "{target}: {}", r.text());
     }
-    let bearer = server.request("GET", "/token", &[("Authorization", "Bearer abc.def.ghi")], b"");
+    let bearer = server.request(
+        "GET",
+        "/token",
+        &[("Authorization", "Bearer abc.def.ghi")],
+        b"",
+    );
     assert_eq!(bearer.status, 401);
     let malformed = server.request("GET", "/token", &[("Authorization", "Basic ???")], b"");
     assert_eq!(malformed.status, 400);
@@ -183,7 +255,12 @@ fn get_refuses_bad_requests_with_clear_errors() {
     assert_eq!(put.header("allow"), Some("GET, POST"));
     assert_eq!(server.request("GET", "/nowhere", &[], b"").status, 404);
     // The realm with a trailing slash, as the reference server serves it.
-    assert_eq!(server.get("/token/?scope=repository:public/x:pull", None).status, 200);
+    assert_eq!(
+        server
+            .get("/token/?scope=repository:public/x:pull", None)
+            .status,
+        200
+    );
 }
 
 #[test]
@@ -196,30 +273,57 @@ fn post_password_grant_like_containerd() {
     assert_eq!(r.status, 200, "{}", r.text());
     let body = r.json();
     let claims = jwt_claims(body["access_token"].as_str().unwrap());
-    assert_eq!(claims["access"].as_array().unwrap().len(), 1, "merged: {claims}");
-    assert_eq!(granted(&claims, "repository", "alice/app"), ["pull", "push"]);
+    assert_eq!(
+        claims["access"].as_array().unwrap().len(),
+        1,
+        "merged: {claims}"
+    );
+    assert_eq!(
+        granted(&claims, "repository", "alice/app"),
+        ["pull", "push"]
+    );
     assert_eq!(body["scope"], "repository:alice/app:pull,push");
     assert!(body.get("refresh_token").is_none());
 
     let offline = server.post_form(
         "grant_type=password&username=alice&password=alice-pw&service=registry.test&client_id=x&access_type=offline",
     );
-    assert!(offline.json()["refresh_token"].is_string(), "{}", offline.text());
+    assert!(
+        offline.json()["refresh_token"].is_string(),
+        "{}",
+        offline.text()
+    );
 
-    let bad = server.post_form("grant_type=password&username=alice&password=wrong&service=registry.test&client_id=x");
+    let bad = server.post_form(
+        "grant_type=password&username=alice&password=wrong&service=registry.test&client_id=x",
+    );
     assert_eq!(bad.status, 401);
     for (form, code) in [
         ("username=alice&password=alice-pw", "MISSING_REQUIRED_FIELD"),
-        ("grant_type=password&username=alice", "MISSING_REQUIRED_FIELD"),
+        (
+            "grant_type=password&username=alice",
+            "MISSING_REQUIRED_FIELD",
+        ),
         ("grant_type=authorization_code&code=x", "UNSUPPORTED_VALUE"),
-        ("grant_type=password&username=alice&password=alice-pw&access_type=forever", "UNSUPPORTED_VALUE"),
-        ("grant_type=password&username=alice&password=alice-pw&scope=nonsense", "INVALID_SCOPE"),
+        (
+            "grant_type=password&username=alice&password=alice-pw&access_type=forever",
+            "UNSUPPORTED_VALUE",
+        ),
+        (
+            "grant_type=password&username=alice&password=alice-pw&scope=nonsense",
+            "INVALID_SCOPE",
+        ),
     ] {
         let r = server.post_form(form);
         assert_eq!(r.status, 400, "{form}: {}", r.text());
         assert_eq!(error_code(&r), code, "{form}");
     }
-    let json_body = server.request("POST", "/token", &[("Content-Type", "application/json")], b"{}");
+    let json_body = server.request(
+        "POST",
+        "/token",
+        &[("Content-Type", "application/json")],
+        b"{}",
+    );
     assert_eq!(json_body.status, 400, "{}", json_body.text());
     let huge = format!("grant_type=password&scope={}", "a".repeat(70 * 1024));
     let too_large = server.post_form(&huge);
@@ -247,7 +351,11 @@ fn refresh_tokens_live_until_the_password_changes() {
     let redeemed = server.post_form(&form);
     assert_eq!(redeemed.status, 200, "{}", redeemed.text());
     let body = redeemed.json();
-    assert_eq!(body["refresh_token"].as_str(), Some(refresh.as_str()), "never rotated");
+    assert_eq!(
+        body["refresh_token"].as_str(),
+        Some(refresh.as_str()),
+        "never rotated"
+    );
     let claims = jwt_claims(body["access_token"].as_str().unwrap());
     assert_eq!(claims["sub"], "alice");
     assert_eq!(granted(&claims, "repository", "alice/b"), ["pull", "push"]);
@@ -255,21 +363,39 @@ fn refresh_tokens_live_until_the_password_changes() {
     // containerd's GET fallback: the refresh token as the password of an empty user.
     let fallback = server.get("/token?scope=repository:alice/a:pull", Some(("", &refresh)));
     assert_eq!(fallback.status, 200, "{}", fallback.text());
-    assert_eq!(jwt_claims(fallback.json()["token"].as_str().unwrap())["sub"], "alice");
+    assert_eq!(
+        jwt_claims(fallback.json()["token"].as_str().unwrap())["sub"],
+        "alice"
+    );
 
     // A refresh token is not an access token, and a tampered one is refused.
     let tampered = forge_jwt(&refresh, |c| c["sub"] = json!("bob"));
-    let r = server.post_form(&format!("grant_type=refresh_token&refresh_token={tampered}&service=registry.test"));
+    let r = server.post_form(&format!(
+        "grant_type=refresh_token&refresh_token={tampered}&service=registry.test"
+    ));
     assert_eq!(r.status, 401, "{}", r.text());
     let access = login.json()["token"].as_str().unwrap().to_owned();
-    let r = server.post_form(&format!("grant_type=refresh_token&refresh_token={access}&service=registry.test"));
-    assert_eq!(r.status, 401, "an access token redeemed as a refresh token: {}", r.text());
+    let r = server.post_form(&format!(
+        "grant_type=refresh_token&refresh_token={access}&service=registry.test"
+    ));
+    assert_eq!(
+        r.status,
+        401,
+        "an access token redeemed as a refresh token: {}",
+        r.text()
+    );
 
     // A password change revokes it.
     let new_hash = hash_password("alice-new-pw");
     server.reconfigure(|config| config["users"]["alice"]["password"] = json!(new_hash));
     let revoked = server.post_form(&form);
     assert_eq!(revoked.status, 401, "{}", revoked.text());
-    assert_eq!(server.get("/token", Some(("alice", "alice-pw"))).status, 401);
-    assert_eq!(server.get("/token", Some(("alice", "alice-new-pw"))).status, 200);
+    assert_eq!(
+        server.get("/token", Some(("alice", "alice-pw"))).status,
+        401
+    );
+    assert_eq!(
+        server.get("/token", Some(("alice", "alice-new-pw"))).status,
+        200
+    );
 }

@@ -137,14 +137,20 @@ async fn decide(
         }
     }
     match (settings.mode, presented(request.headers())) {
-        (AuthMode::Token, Presented::Bearer(token)) => decide_by_token(state, snapshot, &token, needed).await,
+        (AuthMode::Token, Presented::Bearer(token)) => {
+            decide_by_token(state, snapshot, &token, needed).await
+        }
         // As the registry does: anything but a bearer token is "no token".
         (AuthMode::Token, _) => Decision::Challenge {
             error: None,
             reason: "no bearer token".into(),
         },
         (AuthMode::Basic, Presented::Basic { user, password }) => {
-            match state.credentials.verify(&snapshot.users, &user, &password).await {
+            match state
+                .credentials
+                .verify(&snapshot.users, &user, &password)
+                .await
+            {
                 Ok(_) => decide_by_acl(snapshot, Some(&user), needed, true),
                 Err(error) => Decision::Challenge {
                     error: None,
@@ -179,7 +185,9 @@ fn decide_by_acl(
         .unwrap_or_default();
     let subject = Subject { account, groups };
     let refused = needed.iter().find(|scope| {
-        let allowed = snapshot.acl.allowed(&subject, &scope.resource_type, &scope.name);
+        let allowed = snapshot
+            .acl
+            .allowed(&subject, &scope.resource_type, &scope.name);
         !covers(&allowed, scope)
     });
     match refused {
@@ -211,7 +219,10 @@ async fn decide_by_token(
             }
         }
     };
-    match needed.iter().find(|scope| !token_covers(&claims.access, scope)) {
+    match needed
+        .iter()
+        .find(|scope| !token_covers(&claims.access, scope))
+    {
         None => Decision::Allow {
             user: Some(claims.sub.clone()).filter(|sub| !sub.is_empty()),
         },
@@ -249,7 +260,10 @@ async fn verified_claims(
         .map_err(|error| error.to_string())?;
     let claims = Arc::new(claims);
     let expires_at = claims.exp.saturating_add(leeway);
-    state.tokens.insert(key, Arc::clone(&claims), expires_at, now).await;
+    state
+        .tokens
+        .insert(key, Arc::clone(&claims), expires_at, now)
+        .await;
     Ok(claims)
 }
 
@@ -278,7 +292,8 @@ fn answer(snapshot: &Snapshot, decision: Decision, needed_text: &str) -> Respons
             *response.status_mut() = StatusCode::OK;
             let name = user.or_else(|| config.auth.anonymous_user.clone());
             if let Some(value) = name.and_then(|name| HeaderValue::from_str(&name).ok()) {
-                if let Ok(header) = http::HeaderName::from_bytes(config.auth.user_header.as_bytes()) {
+                if let Ok(header) = http::HeaderName::from_bytes(config.auth.user_header.as_bytes())
+                {
                     response.headers_mut().insert(header, value);
                 }
             }
@@ -287,7 +302,9 @@ fn answer(snapshot: &Snapshot, decision: Decision, needed_text: &str) -> Respons
         Decision::Challenge { error, .. } => {
             let challenge = match config.auth.mode {
                 AuthMode::Basic => format!("Basic realm=\"{}\"", config.service),
-                AuthMode::Token => bearer_challenge(&config.realm, &config.service, needed_text, error),
+                AuthMode::Token => {
+                    bearer_challenge(&config.realm, &config.service, needed_text, error)
+                }
             };
             ApiError::Unauthorized {
                 message: "authentication required".into(),
@@ -330,7 +347,11 @@ mod tests {
 
     #[test]
     fn token_coverage_follows_the_registry() {
-        let access = vec![entry("a", &["pull"]), entry("a", &["push"]), entry("b", &["*"])];
+        let access = vec![
+            entry("a", &["pull"]),
+            entry("a", &["push"]),
+            entry("b", &["*"]),
+        ];
         assert!(token_covers(&access, &scope("repository:a:pull,push")));
         assert!(!token_covers(&access, &scope("repository:a:delete")));
         assert!(token_covers(&access, &scope("repository:b:delete")));

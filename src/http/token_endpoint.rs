@@ -168,7 +168,9 @@ pub async fn get(
     };
     let refresh = if offline { Refresh::Issue } else { Refresh::No };
     let client = params.single("client_id")?.unwrap_or("");
-    issue(snapshot, connection, identity, &scopes, refresh, false, client, "get")
+    issue(
+        snapshot, connection, identity, &scopes, refresh, false, client, "get",
+    )
 }
 
 /// OAuth2 `POST /token` (form): `grant_type=password` or `refresh_token`.
@@ -241,13 +243,13 @@ pub async fn post(
         other => {
             return Err(ApiError::BadRequest {
                 code: "UNSUPPORTED_VALUE",
-                message: format!(
-                    "`grant_type` must be password or refresh_token, not `{other}`"
-                ),
+                message: format!("`grant_type` must be password or refresh_token, not `{other}`"),
             })
         }
     };
-    issue(snapshot, connection, identity, &scopes, refresh, true, client, grant_type)
+    issue(
+        snapshot, connection, identity, &scopes, refresh, true, client, grant_type,
+    )
 }
 
 /// The Basic challenge every credential failure carries.
@@ -265,7 +267,11 @@ async fn check_password(
     password: &str,
     connection: &Connection,
 ) -> Result<Identity, ApiError> {
-    match state.credentials.verify(&snapshot.users, user, password).await {
+    match state
+        .credentials
+        .verify(&snapshot.users, user, password)
+        .await
+    {
         Ok(record) => Ok(Identity {
             account: Some(user.to_owned()),
             credential: Some(record.credential_fingerprint()),
@@ -273,7 +279,8 @@ async fn check_password(
         }),
         Err(crate::credentials::CredentialError::Invalid) => {
             tracing::warn!(account = user, peer = %connection.peer, "token refused: invalid username or password");
-            metrics::counter!("regauth_token_requests_total", "outcome" => "bad_credentials").increment(1);
+            metrics::counter!("regauth_token_requests_total", "outcome" => "bad_credentials")
+                .increment(1);
             Err(unauthorized(snapshot, "invalid username or password"))
         }
         Err(other) => Err(ApiError::Internal(other.to_string())),
@@ -295,11 +302,13 @@ fn redeem_refresh_token(
     };
     let refuse = |reason: &str| {
         tracing::warn!(peer = %connection.peer, reason, "refresh token refused");
-        metrics::counter!("regauth_token_requests_total", "outcome" => "bad_refresh_token").increment(1);
+        metrics::counter!("regauth_token_requests_total", "outcome" => "bad_refresh_token")
+            .increment(1);
         unauthorized(snapshot, "invalid or revoked refresh token")
     };
-    let claims: RefreshClaims = token::verify_refresh(&snapshot.verifying_keys, presented_token, &expect)
-        .map_err(|error| refuse(&error.to_string()))?;
+    let claims: RefreshClaims =
+        token::verify_refresh(&snapshot.verifying_keys, presented_token, &expect)
+            .map_err(|error| refuse(&error.to_string()))?;
     let user = snapshot
         .users
         .get(&claims.sub)
@@ -422,7 +431,10 @@ fn join_scopes(scopes: &[ResourceScope]) -> String {
 fn rfc3339(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
 }
 
@@ -454,8 +466,12 @@ mod tests {
 
     #[test]
     fn params_decode_plus_and_reject_conflicts() {
-        let params = Params::parse(b"scope=repository%3Aa%3Apull+repository%3Ab%3Apush&service=x&service=y");
-        assert_eq!(params.all("scope").next(), Some("repository:a:pull repository:b:push"));
+        let params =
+            Params::parse(b"scope=repository%3Aa%3Apull+repository%3Ab%3Apush&service=x&service=y");
+        assert_eq!(
+            params.all("scope").next(),
+            Some("repository:a:pull repository:b:push")
+        );
         assert!(params.single("service").is_err());
         assert_eq!(params.scopes().unwrap().len(), 2);
     }
