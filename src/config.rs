@@ -43,6 +43,10 @@ fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Free text for the operator; ignored. JSON has no comments, so the
+    /// shipped examples explain themselves here.
+    #[serde(default)]
+    pub comment: Option<String>,
     /// The registry's service name: the token audience (`aud`) and the
     /// `service` of every challenge.
     pub service: String,
