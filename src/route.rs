@@ -92,6 +92,33 @@ pub enum RouteError {
     /// The `from` query parameter (blob mount source) is not a valid repository name.
     #[error("blob mount source ?from=: {0}")]
     InvalidMountSource(ScopeError),
+    /// A write whose body is a form: the registry would read `mount`/`from`
+    /// from it, and the sidecar only sees the URI.
+    #[error("{media_type} bodies are refused on registry writes: the registry would read parameters from a body this check cannot see")]
+    FormBody {
+        /// The refused media type.
+        media_type: &'static str,
+    },
+}
+
+/// Refuses a write whose body is a form. The registry reads request
+/// parameters with Go's `FormValue`, which also parses form bodies of POST,
+/// PUT and PATCH, so a blob mount's `from` could hide in a body the sidecar
+/// never sees. No registry client sends form bodies, so nothing real is lost.
+pub fn refuse_form_body(method: &str, content_type: Option<&str>) -> Result<(), RouteError> {
+    if !matches!(method, "POST" | "PUT" | "PATCH") {
+        return Ok(());
+    }
+    let media_type = content_type
+        .and_then(|value| value.split(';').next())
+        .map(str::trim)
+        .unwrap_or("");
+    for form in ["application/x-www-form-urlencoded", "multipart/form-data"] {
+        if media_type.eq_ignore_ascii_case(form) {
+            return Err(RouteError::FormBody { media_type: form });
+        }
+    }
+    Ok(())
 }
 
 /// The registry endpoints, told apart by their fixed suffix.
@@ -372,6 +399,17 @@ fn unknown_endpoint(path: &str) -> RouteError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn form_bodies_are_refused_on_writes_only() {
+        use super::refuse_form_body;
+        let form = Some("application/x-www-form-urlencoded; charset=utf-8");
+        assert!(refuse_form_body("POST", form).is_err());
+        assert!(refuse_form_body("PATCH", Some("Multipart/Form-Data; boundary=x")).is_err());
+        assert!(refuse_form_body("GET", form).is_ok());
+        assert!(refuse_form_body("PUT", Some("application/octet-stream")).is_ok());
+        assert!(refuse_form_body("POST", None).is_ok());
+    }
+
     use super::*;
 
     const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";

@@ -294,6 +294,14 @@ fn confusing_requests_are_forbidden() {
     }
     let long = format!("/v2/{}/manifests/latest", "a".repeat(256));
     assert_eq!(s.ask_with_token("GET", &long, &token).status, 403);
+    // A mount's `from` could hide in a form body the sidecar never sees.
+    let bearer = format!("Bearer {token}");
+    let form = [
+        ("Authorization", bearer.as_str()),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+    ];
+    let r = s.ask(&s.tcp, "POST", "/v2/a/blobs/uploads/", &form);
+    assert_eq!(r.status, 403, "{}", r.text());
     // A subrequest without the original URI is a broken nginx config.
     let r = get(&s.tcp, "/auth", &[("X-Original-Method", "GET")]);
     assert_eq!(r.status, 403);

@@ -68,7 +68,12 @@ pub async fn handle(
 
     let mut needed = Vec::new();
     let decision = match (method, uri) {
-        (Some(method), Some(uri)) => match crate::route::required_access(method, uri) {
+        (Some(method), Some(uri)) => match crate::route::refuse_form_body(
+            method,
+            header(http::header::CONTENT_TYPE.as_str()),
+        )
+        .and_then(|()| crate::route::required_access(method, uri))
+        {
             Ok(access) => {
                 needed = access;
                 decide(state, snapshot, connection, request, &needed).await
