@@ -182,20 +182,15 @@ enum PublicKey {
 impl PublicKey {
     /// Parses a DER SubjectPublicKeyInfo, naming unsupported types clearly.
     fn from_spki_der(der: &[u8]) -> Result<PublicKey, KeyError> {
-        let invalid = |e: &dyn fmt::Display| KeyError::InvalidKey {
-            what: "public key",
-            reason: e.to_string(),
-        };
-        let spki = SubjectPublicKeyInfoRef::from_der(der).map_err(|e| invalid(&e))?;
-        let (oid, param) = spki.algorithm.oids().map_err(|e| invalid(&e))?;
-        match (oid, param) {
+        let spki = SubjectPublicKeyInfoRef::from_der(der).map_err(invalid_key("public key"))?;
+        match spki.algorithm.oids().map_err(invalid_key("public key"))? {
             (OID_EC_PUBLIC_KEY, Some(OID_P256)) => p256::PublicKey::from_public_key_der(der)
                 .map(PublicKey::P256)
-                .map_err(|e| invalid(&e)),
+                .map_err(invalid_key("EC public key")),
             (OID_EC_PUBLIC_KEY, curve) => Err(unsupported_curve(curve)),
             (OID_RSA, _) => rsa::RsaPublicKey::from_public_key_der(der)
                 .map(PublicKey::Rsa)
-                .map_err(|e| invalid(&e)),
+                .map_err(invalid_key("RSA public key")),
             (other, _) => Err(unsupported_oid(other)),
         }
     }
@@ -208,10 +203,15 @@ impl PublicKey {
             PublicKey::Rsa(k) => k.to_public_key_der(),
         };
         doc.map(|d| d.as_bytes().to_vec())
-            .map_err(|e| KeyError::InvalidKey {
-                what: "public key",
-                reason: e.to_string(),
-            })
+            .map_err(invalid_key("public key"))
+    }
+}
+
+/// Maps a decoder error to [`KeyError::InvalidKey`] about `what`.
+fn invalid_key<E: fmt::Display>(what: &'static str) -> impl Fn(E) -> KeyError {
+    move |e| KeyError::InvalidKey {
+        what,
+        reason: e.to_string(),
     }
 }
 
@@ -372,6 +372,7 @@ impl VerifyingKey {
         &self.spki_der
     }
 
+    /// The key in jsonwebtoken's form, for `token.rs`.
     pub(crate) fn decoding_key(&self) -> &DecodingKey {
         &self.decoding
     }
@@ -451,6 +452,7 @@ impl SigningKey {
         })
     }
 
+    /// The private key in jsonwebtoken's form, for `token.rs`.
     pub(crate) fn encoding_key(&self) -> &EncodingKey {
         &self.encoding
     }
@@ -462,24 +464,14 @@ fn parse_private_key(pem: &str) -> Result<(PublicKey, EncodingKey), KeyError> {
     for block in pem_blocks(pem)? {
         let parsed = match block.label.as_str() {
             "PRIVATE KEY" => parse_pkcs8(&block.der)?,
-            "EC PRIVATE KEY" => {
-                let key = p256::SecretKey::from_sec1_der(&block.der).map_err(|e| {
-                    KeyError::InvalidKey {
-                        what: "SEC1 EC private key (only P-256 is supported)",
-                        reason: e.to_string(),
-                    }
-                })?;
-                p256_pair(&key)?
-            }
-            "RSA PRIVATE KEY" => {
-                let key = rsa::RsaPrivateKey::from_pkcs1_der(&block.der).map_err(|e| {
-                    KeyError::InvalidKey {
-                        what: "PKCS#1 RSA private key",
-                        reason: e.to_string(),
-                    }
-                })?;
-                rsa_pair(&key)?
-            }
+            "EC PRIVATE KEY" => p256_pair(
+                &p256::SecretKey::from_sec1_der(&block.der)
+                    .map_err(invalid_key("SEC1 EC private key (only P-256 is supported)"))?,
+            )?,
+            "RSA PRIVATE KEY" => rsa_pair(
+                &rsa::RsaPrivateKey::from_pkcs1_der(&block.der)
+                    .map_err(invalid_key("PKCS#1 RSA private key"))?,
+            )?,
             "ENCRYPTED PRIVATE KEY" => return Err(KeyError::EncryptedKey),
             _ => continue,
         };
@@ -491,18 +483,15 @@ fn parse_private_key(pem: &str) -> Result<(PublicKey, EncodingKey), KeyError> {
 }
 
 fn parse_pkcs8(der: &[u8]) -> Result<(PublicKey, EncodingKey), KeyError> {
-    let invalid = |e: &dyn fmt::Display| KeyError::InvalidKey {
-        what: "PKCS#8 private key",
-        reason: e.to_string(),
-    };
-    let info = PrivateKeyInfo::try_from(der).map_err(|e| invalid(&e))?;
-    match info.algorithm.oids().map_err(|e| invalid(&e))? {
+    const WHAT: &str = "PKCS#8 private key";
+    let info = PrivateKeyInfo::try_from(der).map_err(invalid_key(WHAT))?;
+    match info.algorithm.oids().map_err(invalid_key(WHAT))? {
         (OID_EC_PUBLIC_KEY, Some(OID_P256)) => {
-            p256_pair(&p256::SecretKey::from_pkcs8_der(der).map_err(|e| invalid(&e))?)
+            p256_pair(&p256::SecretKey::from_pkcs8_der(der).map_err(invalid_key(WHAT))?)
         }
         (OID_EC_PUBLIC_KEY, curve) => Err(unsupported_curve(curve)),
         (OID_RSA, _) => {
-            rsa_pair(&rsa::RsaPrivateKey::from_pkcs8_der(der).map_err(|e| invalid(&e))?)
+            rsa_pair(&rsa::RsaPrivateKey::from_pkcs8_der(der).map_err(invalid_key(WHAT))?)
         }
         (other, _) => Err(unsupported_oid(other)),
     }
@@ -510,20 +499,14 @@ fn parse_pkcs8(der: &[u8]) -> Result<(PublicKey, EncodingKey), KeyError> {
 
 fn p256_pair(key: &p256::SecretKey) -> Result<(PublicKey, EncodingKey), KeyError> {
     // jsonwebtoken's ES256 signer wants PKCS#8 DER whatever the input form.
-    let der = key.to_pkcs8_der().map_err(|e| KeyError::InvalidKey {
-        what: "EC private key",
-        reason: e.to_string(),
-    })?;
+    let der = key.to_pkcs8_der().map_err(invalid_key("EC private key"))?;
     let encoding = EncodingKey::from_ec_der(der.as_bytes());
     Ok((PublicKey::P256(key.public_key()), encoding))
 }
 
 fn rsa_pair(key: &rsa::RsaPrivateKey) -> Result<(PublicKey, EncodingKey), KeyError> {
     // jsonwebtoken's RSA signers want PKCS#1 DER whatever the input form.
-    let der = key.to_pkcs1_der().map_err(|e| KeyError::InvalidKey {
-        what: "RSA private key",
-        reason: e.to_string(),
-    })?;
+    let der = key.to_pkcs1_der().map_err(invalid_key("RSA private key"))?;
     let encoding = EncodingKey::from_rsa_der(der.as_bytes());
     Ok((PublicKey::Rsa(key.to_public_key()), encoding))
 }
@@ -612,7 +595,10 @@ fn pem_blocks(text: &str) -> Result<Vec<PemBlock>, KeyError> {
                     });
                     current = None;
                 } else if line.contains(':') {
-                    return Err(KeyError::EncryptedKey);
+                    // An RFC 1421 header; only legacy encrypted keys use them.
+                    if line.contains("ENCRYPTED") {
+                        return Err(KeyError::EncryptedKey);
+                    }
                 } else {
                     body.push_str(line);
                 }
