@@ -8,6 +8,7 @@
 //!
 //! - Pure decision code, no I/O and no clock (the clock is passed in):
 //!   [`scope`] (the scope grammar), [`acl`] (ordered rules, first match),
+//!   [`pattern`] (ACL name globs and their linear-time matcher),
 //!   [`route`] (original method + URI → the access it needs),
 //!   [`token`] (JWT claims, signing and verification), [`keys`] (PEM keys,
 //!   key IDs, certificates).
@@ -30,6 +31,7 @@ pub mod credentials;
 pub mod http;
 pub mod keys;
 pub mod metrics;
+pub mod pattern;
 pub mod reload;
 pub mod route;
 pub mod scope;

@@ -7,33 +7,29 @@
 //! protocol.md §6.3 and §6.5); and generating a fresh key pair with a
 //! self-signed certificate for the registry's `rootcertbundle`.
 //!
+//! This file is the public face: the algorithm and key-ID settings, the two
+//! key types, their errors, and [`generate`]. PEM and DER decoding and the
+//! certificate checks live in `pem`, the key-ID computations in `key_id`;
+//! what callers need from them is re-exported here, so every path is
+//! `crate::keys::…`.
+//!
 //! It does no I/O: callers read files (off the reactor) and pass PEM text.
 //! Token encoding and verification live in `token.rs`.
 
 use std::fmt;
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use base64::Engine as _;
 use jsonwebtoken::{DecodingKey, EncodingKey};
 use p256::elliptic_curve::sec1::ToEncodedPoint as _;
-use p256::pkcs8::der::{Decode as _, Encode as _};
-use p256::pkcs8::{
-    DecodePrivateKey as _, DecodePublicKey as _, EncodePrivateKey as _, EncodePublicKey as _,
-    LineEnding, ObjectIdentifier, PrivateKeyInfo, SubjectPublicKeyInfoRef,
-};
-use rsa::pkcs1::{DecodeRsaPrivateKey as _, EncodeRsaPrivateKey as _};
+use p256::pkcs8::{EncodePrivateKey as _, LineEnding};
 use rsa::traits::PublicKeyParts as _;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
-/// OID of `id-ecPublicKey` (RFC 5480).
-const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
-/// OID of the P-256 curve, `prime256v1` / `secp256r1`.
-const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
-/// OID of `rsaEncryption` (RFC 8017).
-const OID_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
-/// OID of Ed25519 (RFC 8410), named in errors because registry 2.8 cannot use it.
-const OID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+mod key_id;
+mod pem;
+
+pub use key_id::{libtrust_kid, rfc7638_thumbprint, PublicComponents};
+pub use pem::certificate_spki_der;
+use pem::{certificate_chain, parse_private_key, pem_blocks, PublicKey};
 
 /// Smallest RSA modulus we accept; smaller keys are considered broken.
 const RSA_MIN_BITS: usize = 2048;
@@ -172,127 +168,6 @@ pub enum KeyError {
     Generate(String),
 }
 
-/// Public half of a supported key.
-#[derive(Clone)]
-enum PublicKey {
-    P256(p256::PublicKey),
-    Rsa(rsa::RsaPublicKey),
-}
-
-impl PublicKey {
-    /// Parses a DER SubjectPublicKeyInfo, naming unsupported types clearly.
-    fn from_spki_der(der: &[u8]) -> Result<PublicKey, KeyError> {
-        let spki = SubjectPublicKeyInfoRef::from_der(der).map_err(invalid_key("public key"))?;
-        match spki.algorithm.oids().map_err(invalid_key("public key"))? {
-            (OID_EC_PUBLIC_KEY, Some(OID_P256)) => p256::PublicKey::from_public_key_der(der)
-                .map(PublicKey::P256)
-                .map_err(invalid_key("EC public key")),
-            (OID_EC_PUBLIC_KEY, curve) => Err(unsupported_curve(curve)),
-            (OID_RSA, _) => rsa::RsaPublicKey::from_public_key_der(der)
-                .map(PublicKey::Rsa)
-                .map_err(invalid_key("RSA public key")),
-            (other, _) => Err(unsupported_oid(other)),
-        }
-    }
-
-    /// Canonical DER SubjectPublicKeyInfo, the bytes Go's
-    /// `x509.MarshalPKIXPublicKey` produces (uncompressed EC point).
-    fn to_spki_der(&self) -> Result<Vec<u8>, KeyError> {
-        let doc = match self {
-            PublicKey::P256(k) => k.to_public_key_der(),
-            PublicKey::Rsa(k) => k.to_public_key_der(),
-        };
-        doc.map(|d| d.as_bytes().to_vec())
-            .map_err(invalid_key("public key"))
-    }
-}
-
-/// Maps a decoder error to [`KeyError::InvalidKey`] about `what`.
-fn invalid_key<E: fmt::Display>(what: &'static str) -> impl Fn(E) -> KeyError {
-    move |e| KeyError::InvalidKey {
-        what,
-        reason: e.to_string(),
-    }
-}
-
-fn unsupported_curve(curve: Option<ObjectIdentifier>) -> KeyError {
-    let curve = curve.map_or_else(|| "(none)".to_owned(), |c| c.to_string());
-    KeyError::UnsupportedKeyType(format!("EC key on curve OID {curve}"))
-}
-
-fn unsupported_oid(oid: ObjectIdentifier) -> KeyError {
-    if oid == OID_ED25519 {
-        KeyError::UnsupportedKeyType("Ed25519 (registry 2.8 refuses to start with it)".into())
-    } else {
-        KeyError::UnsupportedKeyType(format!("with algorithm OID {oid}"))
-    }
-}
-
-/// JWK public components for [`rfc7638_thumbprint`].
-#[derive(Debug, Clone, Copy)]
-pub enum PublicComponents<'a> {
-    /// EC P-256 affine coordinates, big-endian.
-    P256 {
-        /// The x coordinate.
-        x: &'a [u8],
-        /// The y coordinate.
-        y: &'a [u8],
-    },
-    /// RSA modulus and public exponent, big-endian.
-    Rsa {
-        /// The modulus.
-        n: &'a [u8],
-        /// The public exponent.
-        e: &'a [u8],
-    },
-}
-
-/// libtrust key ID of a public key (protocol.md §6.3): SHA-256 of the DER
-/// SubjectPublicKeyInfo, first 30 bytes, base32 (upper case, no padding),
-/// in 12 groups of 4 joined by `:`. Registry 2.8 finds `kid` keys by this.
-pub fn libtrust_kid(spki_der: &[u8]) -> String {
-    let digest = Sha256::digest(spki_der);
-    let encoded = data_encoding::BASE32_NOPAD.encode(&digest[..30]);
-    let mut kid = String::with_capacity(59);
-    for (i, c) in encoded.chars().enumerate() {
-        if i > 0 && i % 4 == 0 {
-            kid.push(':');
-        }
-        kid.push(c);
-    }
-    kid
-}
-
-/// RFC 7638 JWK thumbprint (SHA-256, base64url without padding) over the
-/// canonical JWK `{"crv","kty","x","y"}` or `{"e","kty","n"}`.
-///
-/// Leading zero bytes of every component are stripped before encoding. That
-/// is what registry 3.1 does (it encodes Go's `big.Int.Bytes()`, protocol.md
-/// §6.5), so our `kid` matches its rootcert key IDs. For an EC key whose x or
-/// y starts with 0x00 (about 1 in 128 keys) this differs from a strict
-/// RFC 7518 encoding, which keeps x and y at 32 bytes; for RSA both agree.
-pub fn rfc7638_thumbprint(key: &PublicComponents<'_>) -> String {
-    let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(strip_leading_zeros(bytes));
-    // Built by hand: RFC 7638 needs exactly this member order and no spaces,
-    // and base64url output never needs JSON escaping.
-    let canonical = match key {
-        PublicComponents::P256 { x, y } => format!(
-            r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
-            b64(x),
-            b64(y)
-        ),
-        PublicComponents::Rsa { n, e } => {
-            format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, b64(e), b64(n))
-        }
-    };
-    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
-}
-
-fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
-    &bytes[start..]
-}
-
 /// A public key trusted for verification, with both of its IDs.
 #[derive(Clone, Debug)]
 pub struct VerifyingKey {
@@ -385,17 +260,6 @@ fn all_algorithms(key: &PublicKey) -> &'static [Algorithm] {
     }
 }
 
-/// The canonical DER SubjectPublicKeyInfo of the key in a DER certificate.
-/// Used to match an `x5c` header against trusted keys. `index` only labels
-/// errors.
-pub fn certificate_spki_der(cert_der: &[u8], index: usize) -> Result<Vec<u8>, KeyError> {
-    let invalid = |reason: String| KeyError::InvalidCertificate { index, reason };
-    let cert = x509_cert::Certificate::from_der(cert_der).map_err(|e| invalid(e.to_string()))?;
-    let spki = cert.tbs_certificate.subject_public_key_info.to_der();
-    let spki = spki.map_err(|e| invalid(e.to_string()))?;
-    PublicKey::from_spki_der(&spki)?.to_spki_der()
-}
-
 /// The key regauth signs with.
 #[derive(Clone, Debug)]
 pub struct SigningKey {
@@ -458,59 +322,6 @@ impl SigningKey {
     }
 }
 
-/// Finds the single private key in the PEM and converts it for jsonwebtoken.
-fn parse_private_key(pem: &str) -> Result<(PublicKey, EncodingKey), KeyError> {
-    let mut found = None;
-    for block in pem_blocks(pem)? {
-        let parsed = match block.label.as_str() {
-            "PRIVATE KEY" => parse_pkcs8(&block.der)?,
-            "EC PRIVATE KEY" => p256_pair(
-                &p256::SecretKey::from_sec1_der(&block.der)
-                    .map_err(invalid_key("SEC1 EC private key (only P-256 is supported)"))?,
-            )?,
-            "RSA PRIVATE KEY" => rsa_pair(
-                &rsa::RsaPrivateKey::from_pkcs1_der(&block.der)
-                    .map_err(invalid_key("PKCS#1 RSA private key"))?,
-            )?,
-            "ENCRYPTED PRIVATE KEY" => return Err(KeyError::EncryptedKey),
-            _ => continue,
-        };
-        if found.replace(parsed).is_some() {
-            return Err(KeyError::MultiplePrivateKeys);
-        }
-    }
-    found.ok_or(KeyError::NoPrivateKey)
-}
-
-fn parse_pkcs8(der: &[u8]) -> Result<(PublicKey, EncodingKey), KeyError> {
-    const WHAT: &str = "PKCS#8 private key";
-    let info = PrivateKeyInfo::try_from(der).map_err(invalid_key(WHAT))?;
-    match info.algorithm.oids().map_err(invalid_key(WHAT))? {
-        (OID_EC_PUBLIC_KEY, Some(OID_P256)) => {
-            p256_pair(&p256::SecretKey::from_pkcs8_der(der).map_err(invalid_key(WHAT))?)
-        }
-        (OID_EC_PUBLIC_KEY, curve) => Err(unsupported_curve(curve)),
-        (OID_RSA, _) => {
-            rsa_pair(&rsa::RsaPrivateKey::from_pkcs8_der(der).map_err(invalid_key(WHAT))?)
-        }
-        (other, _) => Err(unsupported_oid(other)),
-    }
-}
-
-fn p256_pair(key: &p256::SecretKey) -> Result<(PublicKey, EncodingKey), KeyError> {
-    // jsonwebtoken's ES256 signer wants PKCS#8 DER whatever the input form.
-    let der = key.to_pkcs8_der().map_err(invalid_key("EC private key"))?;
-    let encoding = EncodingKey::from_ec_der(der.as_bytes());
-    Ok((PublicKey::P256(key.public_key()), encoding))
-}
-
-fn rsa_pair(key: &rsa::RsaPrivateKey) -> Result<(PublicKey, EncodingKey), KeyError> {
-    // jsonwebtoken's RSA signers want PKCS#1 DER whatever the input form.
-    let der = key.to_pkcs1_der().map_err(invalid_key("RSA private key"))?;
-    let encoding = EncodingKey::from_rsa_der(der.as_bytes());
-    Ok((PublicKey::Rsa(key.to_public_key()), encoding))
-}
-
 fn check_algorithm(key: &PublicKey, algorithm: Algorithm) -> Result<(), KeyError> {
     match (key, algorithm) {
         (PublicKey::P256(_), Algorithm::Es256) => Ok(()),
@@ -532,83 +343,6 @@ fn check_algorithm(key: &PublicKey, algorithm: Algorithm) -> Result<(), KeyError
             suggestion: "RS256 (or PS256 for registry 3.x only)",
         }),
     }
-}
-
-/// The `x5c` chain from a certificate PEM whose first certificate must hold
-/// `key`.
-fn certificate_chain(pem: &str, key: &VerifyingKey) -> Result<Vec<String>, KeyError> {
-    let certs: Vec<Vec<u8>> = pem_blocks(pem)?
-        .into_iter()
-        .filter(|b| b.label == "CERTIFICATE")
-        .map(|b| b.der)
-        .collect();
-    let leaf = certs.first().ok_or(KeyError::NoCertificate)?;
-    let leaf_spki = certificate_spki_der(leaf, 1)?;
-    if leaf_spki != key.spki_der {
-        return Err(KeyError::CertificateMismatch {
-            certificate: libtrust_kid(&leaf_spki),
-            private_key: key.libtrust_kid.clone(),
-        });
-    }
-    for (i, cert) in certs.iter().enumerate().skip(1) {
-        certificate_spki_der(cert, i + 1)?;
-    }
-    Ok(certs.iter().map(|der| STANDARD.encode(der)).collect())
-}
-
-/// One decoded PEM block.
-struct PemBlock {
-    label: String,
-    der: Vec<u8>,
-}
-
-/// Splits PEM text into blocks. Text outside blocks is ignored (as OpenSSL
-/// does, so `openssl x509 -text` output loads). Lenient about line width and
-/// CRLF; RFC 1421 headers (`Proc-Type: 4,ENCRYPTED`) mean an encrypted key.
-fn pem_blocks(text: &str) -> Result<Vec<PemBlock>, KeyError> {
-    let mut blocks = Vec::new();
-    let mut current: Option<(String, String)> = None;
-    for line in text.lines().map(str::trim) {
-        match current.as_mut() {
-            None => {
-                if let Some(label) = line
-                    .strip_prefix("-----BEGIN ")
-                    .and_then(|l| l.strip_suffix("-----"))
-                {
-                    current = Some((label.to_owned(), String::new()));
-                }
-            }
-            Some((label, body)) => {
-                if let Some(end) = line
-                    .strip_prefix("-----END ")
-                    .and_then(|l| l.strip_suffix("-----"))
-                {
-                    if end != label {
-                        return Err(KeyError::Pem(format!("BEGIN {label} closed by END {end}")));
-                    }
-                    let der = STANDARD.decode(body.as_bytes()).map_err(|e| {
-                        KeyError::Pem(format!("{label} block is not valid base64: {e}"))
-                    })?;
-                    blocks.push(PemBlock {
-                        label: std::mem::take(label),
-                        der,
-                    });
-                    current = None;
-                } else if line.contains(':') {
-                    // An RFC 1421 header; only legacy encrypted keys use them.
-                    if line.contains("ENCRYPTED") {
-                        return Err(KeyError::EncryptedKey);
-                    }
-                } else {
-                    body.push_str(line);
-                }
-            }
-        }
-    }
-    if let Some((label, _)) = current {
-        return Err(KeyError::Pem(format!("BEGIN {label} has no END line")));
-    }
-    Ok(blocks)
 }
 
 /// A new key pair and a self-signed certificate for the registry's
@@ -652,6 +386,10 @@ pub fn generate(algorithm: Algorithm, common_name: &str) -> Result<(String, Stri
 pub(crate) mod tests {
     //! Test inputs were made with OpenSSL 3; expected key IDs were computed
     //! independently with `openssl pkey -pubout -outform DER` and Python.
+    //! The fixtures are shared with the tests in `pem`, `key_id` and `token.rs`.
+    use p256::pkcs8::der::Decode as _;
+    use p256::pkcs8::ObjectIdentifier;
+
     use super::*;
 
     /// SEC1 P-256 key as `openssl ecparam -genkey -name prime256v1` writes it,
@@ -803,188 +541,11 @@ oxooEKcU1+h+7POKcAw7M+OR6Ty80MEeKlZ2tmk=
     pub(crate) const EC_SEC1_KID: &str =
         "W7PE:NAZO:TGXM:QYS4:HRLS:YNDF:APQ3:G3VL:MYOB:UXSB:NITV:E2JY";
     pub(crate) const EC_SEC1_THUMBPRINT: &str = "_EZfa-pRgYnPI7PA8KCLWGQxOxNrbMXFh4DliPaRPQQ";
-    const EC_PKCS8_KID: &str = "R7V6:IRXH:5SGK:CPGK:AEN5:5KBK:XS4X:EQGQ:3ONQ:I6VD:RCSJ:F4U2";
-    const EC_PKCS8_THUMBPRINT: &str = "lrDy7ODEi5khjHYTpkPwKlfQqfuGNOSMThD8_O9PYtA";
+    pub(crate) const EC_PKCS8_KID: &str =
+        "R7V6:IRXH:5SGK:CPGK:AEN5:5KBK:XS4X:EQGQ:3ONQ:I6VD:RCSJ:F4U2";
+    pub(crate) const EC_PKCS8_THUMBPRINT: &str = "lrDy7ODEi5khjHYTpkPwKlfQqfuGNOSMThD8_O9PYtA";
     pub(crate) const RSA_KID: &str = "6PGY:HWEQ:Z7DJ:URVE:T5RZ:4CIL:SAYI:KKRF:CKXD:UPZ7:56RQ:5QKG";
-    const RSA_THUMBPRINT: &str = "RWWDRaQ5zlFfk4rV4NDgcXX6l6lU69xknqsYNB0xHsU";
-
-    fn b64url(s: &str) -> Vec<u8> {
-        URL_SAFE_NO_PAD.decode(s).expect("test vector is base64url")
-    }
-
-    /// A P-256 public key from a secret scalar that fits in a u32.
-    fn p256_from_scalar(k: u32) -> p256::PublicKey {
-        let mut bytes = [0u8; 32];
-        bytes[28..].copy_from_slice(&k.to_be_bytes());
-        p256::SecretKey::from_slice(&bytes)
-            .expect("valid scalar")
-            .public_key()
-    }
-
-    fn ids(key: &p256::PublicKey) -> VerifyingKey {
-        VerifyingKey::new(&PublicKey::P256(*key), &[Algorithm::Es256]).expect("key")
-    }
-
-    #[test]
-    fn libtrust_and_thumbprint_vector_from_protocol_6_3() {
-        let (x, y) = (
-            b64url("m7zUpx3b-zmVE5cymSs64POG9QcyEpJaYCD82-549_Q"),
-            b64url("dU3biz8sZ_8GPB-odm8Wxz3lNDr1xcAQQPQaOcr1fmc"),
-        );
-        let mut sec1 = vec![4u8];
-        sec1.extend_from_slice(&x);
-        sec1.extend_from_slice(&y);
-        let key = p256::PublicKey::from_sec1_bytes(&sec1).expect("point on curve");
-        let spki = key.to_public_key_der().expect("spki");
-        assert_eq!(
-            libtrust_kid(spki.as_bytes()),
-            "PYYO:TEWU:V7JH:26JV:AQTZ:LJC3:SXVJ:XGHA:34F2:2LAQ:ZRMK:Z7Q6"
-        );
-        let thumbprint = rfc7638_thumbprint(&PublicComponents::P256 { x: &x, y: &y });
-        assert_eq!(thumbprint, "8qjioA3ZA7ti2JIE7c-U8smBFuZolQZvhSHDPU3hhB8");
-        assert_eq!(ids(&key).thumbprint, thumbprint);
-    }
-
-    #[test]
-    fn rfc7638_rsa_example() {
-        let n = b64url(
-            "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECP\
-             ebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY\
-             368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0f\
-             M4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
-        );
-        let e = b64url("AQAB");
-        assert_eq!(
-            rfc7638_thumbprint(&PublicComponents::Rsa { n: &n, e: &e }),
-            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
-        );
-    }
-
-    /// Registry 3.1 encodes x and y from Go's big.Int.Bytes(), dropping leading
-    /// zero bytes; we do the same so our `kid` matches there. The expected
-    /// values were computed with OpenSSL + Python from the stripped coordinates.
-    #[test]
-    fn thumbprint_strips_leading_zero_coordinates_like_registry_3_1() {
-        let x_key = p256_from_scalar(379);
-        let point = x_key.to_encoded_point(false);
-        assert_eq!(point.x().map(|x| x[0]), Some(0), "x must start with 0x00");
-        assert_eq!(
-            ids(&x_key).thumbprint,
-            "cqdWPhcnF9DHfVHOTKaBvs582HJ6LmX0fEgRXTtiGFU"
-        );
-        // A strict RFC 7518 encoding (32-byte x) would have given this instead.
-        assert_ne!(
-            ids(&x_key).thumbprint,
-            "7Yxe6c_3bAa6kiaK1G-BZmi9EeNsUmlcbdnrtLeuK4E"
-        );
-
-        let y_key = p256_from_scalar(43);
-        let point = y_key.to_encoded_point(false);
-        assert_eq!(point.y().map(|y| y[0]), Some(0), "y must start with 0x00");
-        assert_eq!(
-            ids(&y_key).thumbprint,
-            "oynto_iDk7BbC1TpDhAjGoiBUFY63hdrK_AAqhuXqX8"
-        );
-        // The libtrust ID hashes the fixed-length SPKI and is unaffected.
-        assert_eq!(
-            ids(&y_key).libtrust_kid,
-            "5AGM:HKO7:7OPF:652Q:TP4K:C4TR:SMEB:2RDP:EZOM:FPEU:QIPJ:TCRD"
-        );
-    }
-
-    #[test]
-    fn loads_sec1_with_ec_parameters_block() {
-        let key = SigningKey::from_pem(EC_SEC1_PEM, None, Algorithm::Es256, KidFormat::Libtrust)
-            .expect("SEC1 key");
-        assert_eq!(key.kid, EC_SEC1_KID);
-        assert_eq!(key.verifying.libtrust_kid, EC_SEC1_KID);
-        assert_eq!(key.verifying.thumbprint, EC_SEC1_THUMBPRINT);
-        assert_eq!(key.verifying.algorithms(), &[Algorithm::Es256]);
-        assert!(key.x5c.is_none());
-    }
-
-    #[test]
-    fn loads_sec1_without_parameters_and_with_crlf() {
-        let bare = EC_SEC1_PEM
-            .split_once("-----END EC PARAMETERS-----\n")
-            .map(|(_, k)| k);
-        let bare = bare.expect("params block");
-        let key = SigningKey::from_pem(bare, None, Algorithm::Es256, KidFormat::Thumbprint)
-            .expect("bare SEC1 key");
-        assert_eq!(key.kid, EC_SEC1_THUMBPRINT);
-        let crlf = EC_SEC1_PEM.replace('\n', "\r\n");
-        let key = SigningKey::from_pem(&crlf, None, Algorithm::Es256, KidFormat::Libtrust);
-        assert_eq!(key.expect("CRLF PEM").kid, EC_SEC1_KID);
-    }
-
-    #[test]
-    fn loads_pkcs8_ec() {
-        let key = SigningKey::from_pem(EC_PKCS8_PEM, None, Algorithm::Es256, KidFormat::Libtrust)
-            .expect("PKCS#8 EC key");
-        assert_eq!(key.kid, EC_PKCS8_KID);
-        assert_eq!(key.verifying.thumbprint, EC_PKCS8_THUMBPRINT);
-    }
-
-    #[test]
-    fn loads_pkcs1_and_pkcs8_rsa() {
-        let key = SigningKey::from_pem(RSA_PKCS1_PEM, None, Algorithm::Rs256, KidFormat::Libtrust)
-            .expect("PKCS#1 RSA key");
-        assert_eq!(key.kid, RSA_KID);
-        assert_eq!(key.verifying.thumbprint, RSA_THUMBPRINT);
-        assert_eq!(key.verifying.algorithms(), &[Algorithm::Rs256]);
-
-        let rsa = rsa::RsaPrivateKey::from_pkcs1_pem(RSA_PKCS1_PEM).expect("rsa");
-        let pkcs8 = rsa.to_pkcs8_pem(LineEnding::LF).expect("pkcs8");
-        let key = SigningKey::from_pem(&pkcs8, None, Algorithm::Ps256, KidFormat::Thumbprint)
-            .expect("PKCS#8 RSA key");
-        assert_eq!(key.kid, RSA_THUMBPRINT);
-        assert_eq!(key.verifying.algorithms(), &[Algorithm::Ps256]);
-    }
-
-    #[test]
-    fn certificate_goes_into_x5c() {
-        let key = SigningKey::from_pem(
-            EC_SEC1_PEM,
-            Some(EC_CERT_PEM),
-            Algorithm::Es256,
-            KidFormat::Libtrust,
-        )
-        .expect("key with cert");
-        let blocks = pem_blocks(EC_CERT_PEM).expect("pem");
-        assert_eq!(key.x5c, Some(vec![STANDARD.encode(&blocks[0].der)]));
-
-        let rsa = SigningKey::from_pem(
-            RSA_PKCS1_PEM,
-            Some(RSA_CERT_PEM),
-            Algorithm::Rs256,
-            KidFormat::Libtrust,
-        );
-        assert_eq!(
-            rsa.expect("RSA key with cert").x5c.map(|c| c.len()),
-            Some(1)
-        );
-    }
-
-    #[test]
-    fn mismatched_certificate_is_rejected() {
-        for (key, cert, alg) in [
-            (EC_SEC1_PEM, RSA_CERT_PEM, Algorithm::Es256),
-            (EC_PKCS8_PEM, EC_CERT_PEM, Algorithm::Es256),
-            (RSA_PKCS1_PEM, EC_CERT_PEM, Algorithm::Rs256),
-        ] {
-            let err = SigningKey::from_pem(key, Some(cert), alg, KidFormat::Libtrust)
-                .expect_err("mismatch");
-            assert!(matches!(err, KeyError::CertificateMismatch { .. }), "{err}");
-        }
-        let err = SigningKey::from_pem(
-            EC_SEC1_PEM,
-            Some(EC_PKCS8_PUBLIC_PEM),
-            Algorithm::Es256,
-            KidFormat::Libtrust,
-        )
-        .expect_err("no certificate");
-        assert!(matches!(err, KeyError::NoCertificate), "{err}");
-    }
+    pub(crate) const RSA_THUMBPRINT: &str = "RWWDRaQ5zlFfk4rV4NDgcXX6l6lU69xknqsYNB0xHsU";
 
     #[test]
     fn mismatched_algorithm_is_rejected_with_a_helpful_message() {
@@ -1003,41 +564,6 @@ oxooEKcU1+h+7POKcAw7M+OR6Ty80MEeKlZ2tmk=
         let err = SigningKey::from_pem(RSA_1024_PEM, None, Algorithm::Rs256, KidFormat::Libtrust)
             .expect_err("small RSA key");
         assert!(matches!(err, KeyError::RsaKeyTooSmall(1024)), "{err}");
-    }
-
-    #[test]
-    fn unsupported_and_broken_private_keys_are_rejected() {
-        type Check = fn(&KeyError) -> bool;
-        let cases: [(&str, Check); 8] = [
-            (P384_SEC1_PEM, |e| matches!(e, KeyError::InvalidKey { .. })),
-            (P384_PKCS8_PEM, |e| matches!(e, KeyError::UnsupportedKeyType(_))),
-            (ED25519_PEM, |e| e.to_string().contains("Ed25519")),
-            (EC_CERT_PEM, |e| matches!(e, KeyError::NoPrivateKey)),
-            ("", |e| matches!(e, KeyError::NoPrivateKey)),
-            (
-                "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIHs\n-----END ENCRYPTED PRIVATE KEY-----\n",
-                |e| matches!(e, KeyError::EncryptedKey),
-            ),
-            (
-                "-----BEGIN EC PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nAAAA\n-----END EC PRIVATE KEY-----\n",
-                |e| matches!(e, KeyError::EncryptedKey),
-            ),
-            (
-                "-----BEGIN EC PRIVATE KEY-----\n!!!!\n-----END EC PRIVATE KEY-----\n",
-                |e| matches!(e, KeyError::Pem(_)),
-            ),
-        ];
-        for (pem, expected) in cases {
-            let err = SigningKey::from_pem(pem, None, Algorithm::Es256, KidFormat::Libtrust)
-                .expect_err("must fail");
-            assert!(expected(&err), "unexpected error for {pem:?}: {err}");
-        }
-        let two = format!("{EC_SEC1_PEM}{EC_PKCS8_PEM}");
-        let err = SigningKey::from_pem(&two, None, Algorithm::Es256, KidFormat::Libtrust);
-        assert!(matches!(err, Err(KeyError::MultiplePrivateKeys)));
-        let cut = &EC_PKCS8_PEM[..EC_PKCS8_PEM.len() - 10];
-        let err = SigningKey::from_pem(cut, None, Algorithm::Es256, KidFormat::Libtrust);
-        assert!(matches!(err, Err(KeyError::Pem(_))));
     }
 
     #[test]
