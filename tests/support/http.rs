@@ -1,15 +1,16 @@
-//! A small blocking HTTP/1.1 client (TCP or unix socket) for the tests' probes and
+//! A blocking HTTP/1.1 client over hyper (TCP or unix socket) for the tests' probes and
 //! token requests, plus helpers for Basic credentials, challenges and JWTs.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{self, Read, Write};
-use std::net::TcpStream;
-use std::os::unix::net::UnixStream;
+use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
 
 /// Where an HTTP request goes.
 #[derive(Clone, Debug)]
@@ -20,7 +21,7 @@ pub enum Endpoint {
     Unix(PathBuf),
 }
 
-/// A complete response (the body is de-chunked).
+/// A complete response.
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
@@ -56,7 +57,9 @@ impl Response {
     }
 }
 
-/// Sends one request (`Connection: close`) and reads the whole response.
+/// Sends one request and reads the whole response, through hyper's client so
+/// that no HTTP is framed or parsed by hand. A `Transfer-Encoding: chunked`
+/// header asks for the body to be sent chunked (as podman sends its forms).
 pub fn http(
     ep: &Endpoint,
     method: &str,
@@ -64,73 +67,81 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> io::Result<Response> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
     let host = match ep {
         Endpoint::Tcp(addr) => addr.as_str(),
         Endpoint::Unix(_) => "localhost",
     };
-    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        let _ = write!(req, "{k}: {v}\r\n");
-    }
-    if !body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH") {
-        let _ = write!(req, "Content-Length: {}\r\n", body.len());
-    }
-    req.push_str("\r\n");
-    let mut raw = Vec::new();
-    let timeout = Some(Duration::from_secs(30));
-    match ep {
-        Endpoint::Tcp(addr) => {
-            let mut s = TcpStream::connect(addr)?;
-            s.set_read_timeout(timeout)?;
-            s.write_all(req.as_bytes())?;
-            s.write_all(body)?;
-            s.read_to_end(&mut raw)?;
-        }
-        Endpoint::Unix(path) => {
-            let mut s = UnixStream::connect(path)?;
-            s.set_read_timeout(timeout)?;
-            s.write_all(req.as_bytes())?;
-            s.write_all(body)?;
-            s.read_to_end(&mut raw)?;
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(target)
+        .header("Host", host);
+    for (name, value) in headers {
+        if !name.eq_ignore_ascii_case("transfer-encoding") {
+            request = request.header(*name, *value);
         }
     }
-    parse_response(&raw, method == "HEAD")
-}
-
-/// Like [`http`], for a GET, panicking on I/O errors.
-pub fn get(ep: &Endpoint, target: &str, headers: &[(&str, &str)]) -> Response {
-    http(ep, "GET", target, headers, b"").unwrap_or_else(|e| panic!("GET {target} ({ep:?}): {e}"))
-}
-
-fn parse_response(raw: &[u8], head_only: bool) -> io::Result<Response> {
-    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| bad("no end of response head"))?;
-    let head = std::str::from_utf8(&raw[..end]).map_err(|_| bad("non-UTF-8 head"))?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad(status_line))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let rest = &raw[end + 4..];
-    let find = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v);
-    let body = if head_only || status == 204 || status == 304 {
-        Vec::new()
-    } else if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        dechunk(rest).ok_or_else(|| bad("bad chunked body"))?
-    } else if let Some(len) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        rest.get(..len).ok_or_else(|| bad("short body"))?.to_vec()
+    let body = Bytes::copy_from_slice(body);
+    let body = if chunked {
+        UnsizedBody(Some(body)).boxed()
     } else {
-        rest.to_vec()
+        Full::new(body).map_err(|never| match never {}).boxed()
     };
+    let request = request.body(body).map_err(io::Error::other)?;
+    runtime.block_on(async {
+        let exchange = async {
+            match ep {
+                Endpoint::Tcp(addr) => {
+                    send(tokio::net::TcpStream::connect(addr).await?, request).await
+                }
+                Endpoint::Unix(path) => {
+                    send(tokio::net::UnixStream::connect(path).await?, request).await
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), exchange)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no answer in 30 s"))?
+    })
+}
+
+async fn send<S>(
+    stream: S,
+    request: hyper::Request<BoxBody<Bytes, io::Error>>,
+) -> io::Result<Response>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(io::Error::other)?;
+    tokio::spawn(connection);
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(io::Error::other)?;
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            (name.as_str().to_owned(), value)
+        })
+        .collect();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(io::Error::other)?
+        .to_bytes()
+        .to_vec();
     Ok(Response {
         status,
         headers,
@@ -138,20 +149,24 @@ fn parse_response(raw: &[u8], head_only: bool) -> io::Result<Response> {
     })
 }
 
-fn dechunk(mut rest: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let eol = rest.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&rest[..eol]).ok()?;
-        let size_text = size_text.split(';').next()?.trim();
-        let size = usize::from_str_radix(size_text, 16).ok()?;
-        rest = &rest[eol + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(rest.get(..size)?);
-        rest = rest.get(size + 2..)?;
+/// A one-frame body of unknown length, so hyper sends it chunked.
+struct UnsizedBody(Option<Bytes>);
+
+impl hyper::body::Body for UnsizedBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, io::Error>>> {
+        std::task::Poll::Ready(self.0.take().map(|data| Ok(hyper::body::Frame::data(data))))
     }
+}
+
+/// Like [`http`], for a GET, panicking on I/O errors.
+pub fn get(ep: &Endpoint, target: &str, headers: &[(&str, &str)]) -> Response {
+    http(ep, "GET", target, headers, b"").unwrap_or_else(|e| panic!("GET {target} ({ep:?}): {e}"))
 }
 
 /// An `Authorization: Basic` header value.
@@ -162,14 +177,7 @@ pub fn basic_auth(user: &str, password: &str) -> String {
 
 /// Percent-encodes a query value (everything but unreserved characters).
 pub fn urlencode(s: &str) -> String {
-    s.bytes().fold(String::new(), |mut out, b| {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-        out
-    })
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// Parses the parameters of a `WWW-Authenticate` challenge:
@@ -218,3 +226,93 @@ pub fn forge_jwt(token: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Stri
 
 // ---------------------------------------------------------------------------------------
 // docker-registry 2.8
+
+/// `GET <path>?service=..&scope=..` (one `scope=` per scope, as skopeo sends them), with
+/// Basic credentials or anonymous. Returns the raw response.
+pub fn token_request(
+    ep: &Endpoint,
+    path: &str,
+    service: &str,
+    creds: Option<(&str, &str)>,
+    scopes: &[&str],
+) -> Response {
+    let mut target = format!("{path}?service={}", urlencode(service));
+    if let Some((user, _)) = creds {
+        let _ = write!(target, "&account={}", urlencode(user));
+    }
+    for scope in scopes {
+        let _ = write!(target, "&scope={}", urlencode(scope));
+    }
+    let auth = creds.map(|(u, p)| basic_auth(u, p));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    get(ep, &target, &headers)
+}
+
+/// Like [`token_request`], but asserts a 200 with the fields every client needs, and
+/// returns the token.
+pub fn fetch_token(
+    ep: &Endpoint,
+    path: &str,
+    service: &str,
+    creds: Option<(&str, &str)>,
+    scopes: &[&str],
+) -> String {
+    let r = token_request(ep, path, service, creds, scopes);
+    let who = creds.map_or("anonymous", |(u, _)| u);
+    assert_eq!(r.status, 200, "token for {who} {scopes:?}: {}", r.text());
+    let body = r.json();
+    let token = body["token"].as_str().expect("`token` in the answer");
+    assert_eq!(
+        body["access_token"].as_str(),
+        Some(token),
+        "`access_token` must equal `token`: {body}"
+    );
+    assert!(
+        body["expires_in"].as_u64().is_some_and(|s| s >= 60),
+        "`expires_in` must be an integer >= 60: {body}"
+    );
+    token.to_owned()
+}
+
+/// The actions a token's `access` claim grants on `type:name` (empty when none).
+pub fn granted(claims: &serde_json::Value, kind: &str, name: &str) -> Vec<String> {
+    let mut actions: Vec<String> = claims["access"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["type"] == kind && e["name"] == name)
+        .flat_map(|e| e["actions"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .collect();
+    actions.sort();
+    actions.dedup();
+    actions
+}
+
+/// `POST <path>` with the OAuth2 password grant form (as containerd sends it first), the
+/// body sent with a Content-Length or, when `chunked_body`, chunked (as podman sends its
+/// refresh-token POST).
+pub fn password_grant(
+    ep: &Endpoint,
+    path: &str,
+    service: &str,
+    (user, password): (&str, &str),
+    scope: &str,
+    chunked_body: bool,
+) -> Response {
+    let form = format!(
+        "grant_type=password&client_id=regauth-e2e&username={}&password={}&service={}&scope={}",
+        urlencode(user),
+        urlencode(password),
+        urlencode(service),
+        urlencode(scope),
+    );
+    let mut headers = vec![(
+        "Content-Type",
+        "application/x-www-form-urlencoded; charset=utf-8",
+    )];
+    if chunked_body {
+        headers.push(("Transfer-Encoding", "chunked"));
+    }
+    http(ep, "POST", path, &headers, form.as_bytes()).unwrap_or_else(|e| panic!("POST {path}: {e}"))
+}

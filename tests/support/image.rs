@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
-use super::{random_hex, require, sha256_digest, Harness};
+use super::{random_bytes, random_hex, require, sha256_digest, Harness};
 
 /// A one-layer OCI image layout on disk, with random layer content.
 pub struct OciImage {
@@ -31,6 +31,12 @@ impl OciImage {
 /// Writes a one-layer image (plain tar layer holding `hello.txt` with random content) as
 /// an OCI layout in `<tempdir>/images/<name>`.
 pub fn make_image(h: &Harness, name: &str) -> OciImage {
+    make_image_with_payload(h, name, 0)
+}
+
+/// Like [`make_image`], with `payload` more random bytes in the layer (`random.bin`), e.g.
+/// to push a blob larger than a proxy's default body size limit.
+pub fn make_image_with_payload(h: &Harness, name: &str, payload: usize) -> OciImage {
     let dir = h.mkdir(&format!("images/{name}"));
     let blobs = dir.join("blobs/sha256");
     fs::create_dir_all(&blobs).expect("create blobs dir");
@@ -41,7 +47,12 @@ pub fn make_image(h: &Harness, name: &str) -> OciImage {
         (digest, bytes.len())
     };
     let marker = format!("regauth e2e {name} {}\n", random_hex(16));
-    let layer = tar_one_file("hello.txt", marker.as_bytes());
+    let mut layer = tar_one_file("hello.txt", marker.as_bytes());
+    if payload > 0 {
+        // Drop the end-of-archive blocks of the first archive and append a second entry.
+        layer.truncate(layer.len() - 1024);
+        layer.extend(tar_one_file("random.bin", &random_bytes(payload)));
+    }
     let (layer_digest, layer_size) = put(&layer);
     let config = serde_json::json!({
         "architecture": "amd64",
@@ -75,8 +86,11 @@ pub fn make_image(h: &Harness, name: &str) -> OciImage {
             "annotations": { "org.opencontainers.image.ref.name": tag },
         }],
     });
-    fs::write(dir.join("index.json"), serde_json::to_vec(&index).expect("JSON"))
-        .expect("write index.json");
+    fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&index).expect("JSON"),
+    )
+    .expect("write index.json");
     fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
         .expect("write oci-layout");
     OciImage {
@@ -232,6 +246,14 @@ impl Skopeo {
             .env_remove("DOCKER_CONFIG")
             .stdin(Stdio::null());
         let out = cmd.output().expect("run skopeo");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // Captured by the test harness: shown for a failing test (or with --nocapture).
+        eprintln!(
+            "$ skopeo {}\n  -> {}\n{}",
+            args.join(" "),
+            out.status,
+            stderr.trim_end()
+        );
         Outcome {
             what: format!("skopeo {}", args.join(" ")),
             status: out.status,
@@ -264,7 +286,10 @@ impl Skopeo {
         let into = self.pulls.join(random_hex(6));
         let mut args = vec!["copy".to_owned(), "--src-tls-verify=false".to_owned()];
         args.extend(self.creds("src-", creds));
-        args.extend([format!("docker://{src}"), format!("oci:{}:pulled", into.display())]);
+        args.extend([
+            format!("docker://{src}"),
+            format!("oci:{}:pulled", into.display()),
+        ]);
         Outcome {
             pulled: Some(into),
             ..self.run(&args)
@@ -295,4 +320,3 @@ impl Skopeo {
 fn path_arg(p: &Path) -> String {
     p.to_str().expect("UTF-8 path").to_owned()
 }
-

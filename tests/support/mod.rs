@@ -15,16 +15,23 @@
 //!
 //! Layout: this file owns the [`Harness`] (temp dir + children) and small utilities;
 //! `http` is a tiny HTTP/1.1 client, `peers` starts docker-registry / regauth / nginx,
-//! `image` builds OCI layouts and runs skopeo.
+//! `image` builds OCI layouts and runs skopeo; `site` runs the shipped nginx example site.
 #![allow(dead_code)] // Each suite uses its own subset of the helpers.
 
 mod http;
 mod image;
 mod peers;
+mod site;
 
+// Not every suite uses every part.
+#[allow(unused_imports)]
 pub use self::http::*;
+#[allow(unused_imports)]
 pub use self::image::*;
+#[allow(unused_imports)]
 pub use self::peers::*;
+#[allow(unused_imports)]
+pub use self::site::*;
 
 use std::fmt::Write as _;
 use std::fs;
@@ -188,6 +195,24 @@ impl Harness {
         }
     }
 
+    /// Waits up to five seconds for a line of the log `name` that contains `needle` (a log
+    /// line may be written just after the response it describes was sent), and returns it.
+    pub fn wait_for_log_line(&self, name: &str, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(line) = self.log(name).lines().find(|l| l.contains(needle)) {
+                return line.to_owned();
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "no line with {needle:?} in log {name}:\n{}",
+                    tail(&self.log_path(name), LOG_TAIL_LINES)
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Stops the child `name` now (SIGTERM, then SIGKILL) and returns how it ended.
     pub fn stop(&mut self, name: &str) -> ExitStatus {
         let i = self
@@ -244,7 +269,10 @@ fn stop_child(child: &mut Child) -> ExitStatus {
         thread::sleep(Duration::from_millis(20));
     }
     let _ = child.kill();
-    child.wait().expect("wait for killed child")
+    child.wait().unwrap_or_else(|_| {
+        use std::os::unix::process::ExitStatusExt;
+        ExitStatus::from_raw(9) // the wait status of "killed by SIGKILL"
+    })
 }
 
 /// The last `n` lines of a file (or a note that it is missing).
@@ -265,6 +293,15 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("bind 127.0.0.1:0")
         .port()
+}
+
+/// `n` distinct loopback ports that were free a moment ago (all held open while choosing,
+/// so the kernel cannot hand out one of them twice).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().expect("local addr").port())
 }
 
 /// The path of a peer program, or a panic that says how to install it.
@@ -305,4 +342,3 @@ fn hex(bytes: &[u8]) -> String {
 pub fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex(&Sha256::digest(bytes)))
 }
-

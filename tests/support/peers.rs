@@ -114,8 +114,15 @@ pub fn keygen(h: &Harness, algorithm: &str, stem: &str) -> (PathBuf, PathBuf) {
         ],
         "",
     );
-    let mode = fs::metadata(&key).expect("key written").permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600, "regauth keygen wrote the private key with mode {mode:o}");
+    let mode = fs::metadata(&key)
+        .expect("key written")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(
+        mode, 0o600,
+        "regauth keygen wrote the private key with mode {mode:o}"
+    );
     let pem = fs::read_to_string(&cert).expect("certificate written");
     assert!(
         pem.contains("-----BEGIN CERTIFICATE-----"),
@@ -139,7 +146,11 @@ pub fn htpasswd_line(user: &str, password: &str) -> String {
         .output()
         .expect("run htpasswd");
     assert!(out.status.success(), "htpasswd failed: {out:?}");
-    String::from_utf8(out.stdout).expect("UTF-8").trim().to_owned() + "\n"
+    String::from_utf8(out.stdout)
+        .expect("UTF-8")
+        .trim()
+        .to_owned()
+        + "\n"
 }
 
 /// Writes `config` to `<tempdir>/regauth.json`, starts `regauth serve` as the child
@@ -245,4 +256,3 @@ fn is_root(h: &Harness) -> bool {
     use std::os::unix::fs::MetadataExt;
     fs::metadata(h.path()).is_ok_and(|m| m.uid() == 0)
 }
-

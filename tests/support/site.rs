@@ -1,0 +1,186 @@
+//! The shipped nginx example site run for real: `nginx/registry.conf` and the
+//! `nginx/regauth-*.conf` it includes, with only paths, ports and the certificate rewritten
+//! (each rewrite asserts its pattern still occurs, so the files and the tests stay in step).
+//!
+//! nginx listens with TLS (for skopeo) and, in the same `server {}`, on plain HTTP (for
+//! hand-made requests). Between nginx and the registry (no auth) sits a second nginx
+//! `server {}` that only logs the `Remote-User` header the upstream receives
+//! (`logs/upstream-view.log`). regauth listens on a trusted unix socket (nginx's upstream)
+//! and on untrusted TCP.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::{
+    free_ports, http, keygen, start_nginx, start_regauth, start_registry, Endpoint, Harness,
+    Response,
+};
+
+/// The running site of one test.
+pub struct NginxSite {
+    pub h: Harness,
+    /// `127.0.0.1:PORT` of nginx's TLS listener (what skopeo uses).
+    pub tls: String,
+    /// nginx's plain-HTTP listener, same `server {}`.
+    pub plain: Endpoint,
+    /// regauth's trusted unix socket.
+    pub socket: PathBuf,
+    /// regauth's untrusted TCP listener.
+    pub regauth_tcp: Endpoint,
+    /// The token realm (nginx's `/token`, over TLS).
+    pub realm: String,
+}
+
+impl NginxSite {
+    /// Starts registry (no auth), regauth (config from `make_config(realm, socket, tcp)`) and
+    /// nginx serving the shipped `registry.conf`.
+    pub fn start(label: &str, make_config: impl FnOnce(&str, &Path, &str) -> Value) -> NginxSite {
+        let mut h = Harness::new(label);
+        keygen(&h, "ES256", "token");
+        keygen(&h, "ES256", "tls");
+        let registry = start_registry(&mut h, None);
+        let [tls_port, plain_port, inner_port, regauth_port] = free_ports();
+        let tls = format!("127.0.0.1:{tls_port}");
+        let realm = format!("https://{tls}/token");
+        let socket = h.file("regauth.sock");
+        let regauth_tcp = format!("127.0.0.1:{regauth_port}");
+        let config = make_config(&realm, &socket, &regauth_tcp);
+        start_regauth(&mut h, &config, &Endpoint::Unix(socket.clone()));
+
+        let site = rewrite_site(
+            &h,
+            "registry.conf",
+            tls_port,
+            plain_port,
+            &socket,
+            "registry.access.log",
+        );
+        let site = rewrite(
+            &site,
+            "registry.conf",
+            "server 127.0.0.1:5000;",
+            &format!("server 127.0.0.1:{inner_port};"),
+        );
+        // The registry's stand-in front: logs what the upstream receives, then proxies.
+        let upstream_view = format!(
+            r#"
+log_format upstream_view '"$request_method $request_uri " remote_user="$http_remote_user"';
+server {{
+    listen 127.0.0.1:{inner_port};
+    access_log {log} upstream_view;
+    client_max_body_size 0;
+    location / {{
+        proxy_pass http://{registry};
+        proxy_http_version 1.1;
+        proxy_request_buffering off;
+        proxy_buffering off;
+        proxy_set_header Host $http_host;
+        proxy_set_header X-Forwarded-Proto $http_x_forwarded_proto;
+        proxy_set_header Connection "";
+    }}
+}}
+"#,
+            log = h.log_path("upstream-view").display(),
+        );
+        start_nginx(
+            &mut h,
+            &format!("{site}\n{upstream_view}"),
+            &[tls_port, plain_port, inner_port],
+        );
+        NginxSite {
+            h,
+            tls,
+            plain: Endpoint::Tcp(format!("127.0.0.1:{plain_port}")),
+            socket,
+            regauth_tcp: Endpoint::Tcp(regauth_tcp),
+            realm,
+        }
+    }
+
+    /// skopeo's name for `repo` on this site.
+    pub fn at(&self, repo: &str) -> String {
+        format!("{}/{repo}", self.tls)
+    }
+
+    /// A request to nginx's plain-HTTP listener.
+    pub fn request(&self, method: &str, target: &str, headers: &[(&str, &str)]) -> Response {
+        http(&self.plain, method, target, headers, b"")
+            .unwrap_or_else(|e| panic!("{method} {target} through nginx: {e}"))
+    }
+
+    /// The line of the upstream's log for `method path` (waits for it).
+    pub fn upstream_saw(&self, method: &str, path: &str) -> String {
+        self.h
+            .wait_for_log_line("upstream-view", &format!("\"{method} {path} "))
+    }
+}
+
+/// The text of a shipped `nginx/` file.
+pub fn shipped_nginx(file: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("nginx")
+        .join(file);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// Replaces `from`, which must occur in the shipped `file`.
+pub fn rewrite(text: &str, file: &str, from: &str, to: &str) -> String {
+    assert!(
+        text.contains(from),
+        "nginx/{file} no longer contains {from:?}; update tests/support/site.rs"
+    );
+    text.replace(from, to)
+}
+
+/// A shipped example site rewritten for the test: includes from the work tree, the
+/// upstream's socket in the temp dir, loopback listeners, the test certificate.
+pub fn rewrite_site(
+    h: &Harness,
+    file: &str,
+    tls_port: u16,
+    plain_port: u16,
+    socket: &Path,
+    access_log: &str,
+) -> String {
+    let upstream = rewrite(
+        &shipped_nginx("regauth-upstream.conf"),
+        "regauth-upstream.conf",
+        "unix:/run/regauth/regauth.sock",
+        &format!("unix:{}", socket.display()),
+    );
+    let upstream = h.write(&format!("nginx/{file}-regauth-upstream.conf"), upstream);
+    let nginx_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("nginx");
+    let edits = [
+        (
+            "/etc/nginx/regauth/regauth-upstream.conf".to_owned(),
+            upstream.display().to_string(),
+        ),
+        (
+            "/etc/nginx/regauth/".to_owned(),
+            format!("{}/", nginx_dir.display()),
+        ),
+        ("    listen [::]:443 ssl http2;\n".to_owned(), String::new()),
+        (
+            "listen 443 ssl http2;".to_owned(),
+            format!("listen 127.0.0.1:{tls_port} ssl http2;\n    listen 127.0.0.1:{plain_port};"),
+        ),
+        (
+            "/etc/ssl/certs/registry.example.com.pem".to_owned(),
+            h.file("tls.crt").display().to_string(),
+        ),
+        (
+            "/etc/ssl/private/registry.example.com.key".to_owned(),
+            h.file("tls.key").display().to_string(),
+        ),
+        (
+            format!("/var/log/nginx/{access_log}"),
+            h.log_path(&format!("{file}-access")).display().to_string(),
+        ),
+    ];
+    let mut text = shipped_nginx(file);
+    for (from, to) in &edits {
+        text = rewrite(&text, file, from, to);
+    }
+    text
+}
