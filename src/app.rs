@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use socket2::Socket;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{parse_listen_address, ListenAddress, LogFormat, LogSettings};
@@ -17,14 +18,17 @@ use crate::state::State;
 pub fn serve(config_path: &Path) -> anyhow::Result<()> {
     let config_path = absolute(config_path)?;
     init_logging(&log_settings_of(&config_path));
+    // Taking systemd's sockets edits the environment: do it while this is
+    // still the only thread.
+    let inherited = server::take_inherited_sockets()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve_async(config_path))
+    runtime.block_on(serve_async(config_path, inherited))
 }
 
-async fn serve_async(config_path: PathBuf) -> anyhow::Result<()> {
+async fn serve_async(config_path: PathBuf, inherited: Vec<Socket>) -> anyhow::Result<()> {
     let path = config_path.clone();
     let snapshot = tokio::task::spawn_blocking(move || Snapshot::load(&path))
         .await
@@ -41,36 +45,45 @@ async fn serve_async(config_path: PathBuf) -> anyhow::Result<()> {
     // Socket activation replaces the configured listeners; an inherited
     // unix socket is trusted when the configured unix listener is.
     let trust_unix = listen.iter().any(|spec| {
-        spec.trusted() && matches!(parse_listen_address(spec.address()), Ok(ListenAddress::Unix(_)))
+        spec.trusted()
+            && matches!(
+                parse_listen_address(spec.address()),
+                Ok(ListenAddress::Unix(_))
+            )
     });
-    let mut listeners = server::inherited_listeners(trust_unix)?;
+    // Handlers go in before anything listens: a SIGTERM that arrives once
+    // we are ready must drain, not kill.
+    let shutdown = shutdown_signal()?;
+    let mut listeners = server::inherited_listeners(inherited, trust_unix)?;
     if listeners.is_empty() {
         listeners = server::bind_all(&listen, limits.backlog)?;
     } else {
-        tracing::info!(count = listeners.len(), "using sockets from systemd; `listen` is not bound");
+        tracing::info!(
+            count = listeners.len(),
+            "using sockets from systemd; `listen` is not bound"
+        );
     }
 
     crate::reload::spawn(Arc::clone(&state))?;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    server::run(listeners, state, limits, shutdown_signal()).await;
+    server::run(listeners, state, limits, shutdown).await;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now and returns a future that
+/// completes on the first of them.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut terminate), Ok(mut interrupt)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
-        tracing::error!("cannot listen for shutdown signals; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("SIGTERM received"),
-        _ = interrupt.recv() => tracing::info!("SIGINT received"),
-    }
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM received"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
+        }
+    })
 }
 
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
@@ -92,9 +105,13 @@ fn init_logging(settings: &LogSettings) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::try_new(&settings.level).unwrap_or_else(|_| EnvFilter::new("info"))
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match settings.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
     };
 }

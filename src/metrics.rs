@@ -39,13 +39,36 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_counter!("regauth_http_requests_total", "HTTP requests by endpoint and status");
-    describe_histogram!("regauth_http_request_seconds", Unit::Seconds, "HTTP request latency by endpoint");
+    describe_counter!(
+        "regauth_http_requests_total",
+        "HTTP requests by endpoint and status"
+    );
+    describe_histogram!(
+        "regauth_http_request_seconds",
+        Unit::Seconds,
+        "HTTP request latency by endpoint"
+    );
     describe_counter!("regauth_token_requests_total", "Token endpoint outcomes");
-    describe_counter!("regauth_auth_decisions_total", "auth_request decisions by outcome");
-    describe_counter!("regauth_token_cache_total", "Verified-token cache lookups by result");
-    describe_counter!("regauth_credential_cache_total", "Password-check cache lookups by result");
-    describe_histogram!("regauth_bcrypt_seconds", Unit::Seconds, "Time spent in bcrypt verification");
+    describe_counter!(
+        "regauth_auth_decisions_total",
+        "auth_request decisions by outcome"
+    );
+    describe_counter!(
+        "regauth_token_cache_total",
+        "Verified-token cache lookups by result"
+    );
+    describe_counter!(
+        "regauth_credential_cache_total",
+        "Password-check cache lookups by result"
+    );
+    describe_histogram!(
+        "regauth_bcrypt_seconds",
+        Unit::Seconds,
+        "Time spent in bcrypt verification"
+    );
     describe_counter!("regauth_reloads_total", "Configuration reloads by result");
-    describe_gauge!("regauth_config_generation", "Generation of the configuration in force");
+    describe_gauge!(
+        "regauth_config_generation",
+        "Generation of the configuration in force"
+    );
 }

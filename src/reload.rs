@@ -43,7 +43,11 @@ pub fn spawn(state: Arc<State>) -> anyhow::Result<()> {
     };
     let snapshot = state.snapshot();
     watched.follow(&snapshot.source_files);
-    let mut fingerprint = files_fingerprint(&snapshot.source_files);
+    // What the files held at the last attempt, good or bad: a file event
+    // that leaves them so is not a change. Remembering failed attempts too
+    // reports a broken config once, not again on every unrelated event in
+    // its directory (editor swap files, other services' files).
+    let mut last_seen = files_fingerprint(&snapshot.source_files);
 
     let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     tokio::spawn(async move {
@@ -61,26 +65,32 @@ pub fn spawn(state: Arc<State>) -> anyhow::Result<()> {
                     trigger = next;
                 }
             }
-            let current = state.snapshot();
-            let sources = current.source_files.clone();
-            let new_fingerprint = tokio::task::spawn_blocking(move || files_fingerprint(&sources))
-                .await
-                .unwrap_or_default();
-            // A file event in a watched directory need not concern us;
+            let sources = state.snapshot().source_files.clone();
+            // Taken before the load: a write that lands during the load then
+            // shows up as a difference at its own event, never as "seen".
+            let before = fingerprint_off_reactor(sources.clone()).await;
             // SIGHUP always reloads.
-            if matches!(trigger, Trigger::FileChanged) && new_fingerprint == fingerprint {
+            if matches!(trigger, Trigger::FileChanged) && before == last_seen {
                 continue;
             }
+            last_seen = before;
             if let Some(loaded) = reload(&state, trigger).await {
                 watched.follow(&loaded);
-                let sources = loaded.clone();
-                fingerprint = tokio::task::spawn_blocking(move || files_fingerprint(&sources))
-                    .await
-                    .unwrap_or_default();
+                // A new file set (say, an htpasswd file added) was not part
+                // of the fingerprint above.
+                if loaded != sources {
+                    last_seen = fingerprint_off_reactor(loaded).await;
+                }
             }
         }
     });
     Ok(())
+}
+
+async fn fingerprint_off_reactor(files: Vec<PathBuf>) -> [u8; 32] {
+    tokio::task::spawn_blocking(move || files_fingerprint(&files))
+        .await
+        .unwrap_or_default()
 }
 
 /// Builds and swaps in a new snapshot; returns its source files on success.

@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::io;
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -105,7 +105,10 @@ fn remove_stale_socket(path: &Path) -> anyhow::Result<()> {
         return Ok(());
     };
     if !metadata.file_type().is_socket() {
-        bail!("{} exists and is not a socket; refusing to replace it", path.display());
+        bail!(
+            "{} exists and is not a socket; refusing to replace it",
+            path.display()
+        );
     }
     match std::os::unix::net::UnixStream::connect(path) {
         Ok(_) => bail!("{} is in use by another process", path.display()),
@@ -118,7 +121,11 @@ fn remove_stale_socket(path: &Path) -> anyhow::Result<()> {
     }
 }
 
-fn apply_socket_options(path: &Path, mode: Option<&str>, group: Option<&str>) -> anyhow::Result<()> {
+fn apply_socket_options(
+    path: &Path,
+    mode: Option<&str>,
+    group: Option<&str>,
+) -> anyhow::Result<()> {
     if let Some(group) = group {
         let gid = nix::unistd::Group::from_name(group)
             .with_context(|| format!("cannot look up group {group}"))?
@@ -135,10 +142,11 @@ fn apply_socket_options(path: &Path, mode: Option<&str>, group: Option<&str>) ->
     Ok(())
 }
 
-/// Sockets passed by systemd socket activation (`LISTEN_FDS`), if this
-/// process is their addressee. Inherited unix sockets are marked trusted
-/// when `trust_unix` is set (the shipped `regauth.socket` is nginx's).
-pub fn inherited_listeners(trust_unix: bool) -> anyhow::Result<Vec<BoundListener>> {
+/// Takes the sockets passed by systemd socket activation (`LISTEN_FDS`),
+/// if this process is their addressee, and clears the variables so that
+/// children do not claim them too. It edits the environment, so call it
+/// before any other thread runs (before the tokio runtime starts).
+pub fn take_inherited_sockets() -> anyhow::Result<Vec<Socket>> {
     let for_us = std::env::var("LISTEN_PID")
         .ok()
         .and_then(|pid| pid.parse::<u32>().ok())
@@ -147,25 +155,63 @@ pub fn inherited_listeners(trust_unix: bool) -> anyhow::Result<Vec<BoundListener
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
+    // Still single-threaded here, so nobody reads the environment while
+    // it changes.
+    std::env::remove_var("LISTEN_PID");
+    std::env::remove_var("LISTEN_FDS");
+    std::env::remove_var("LISTEN_FDNAMES");
     if !for_us || count <= 0 {
         return Ok(Vec::new());
     }
     const SD_LISTEN_FDS_START: RawFd = 3;
-    let mut listeners = Vec::new();
-    for fd in SD_LISTEN_FDS_START..SD_LISTEN_FDS_START + count {
+    let mut sockets = Vec::new();
+    for fd in SD_LISTEN_FDS_START..SD_LISTEN_FDS_START.saturating_add(count) {
         // SAFETY: systemd's protocol hands us these descriptors, open and
         // owned by nobody else in this process; LISTEN_PID confirmed that
-        // they are meant for this process. We take ownership exactly once.
+        // they are meant for this process, and the variables are gone now,
+        // so they are taken exactly once.
         let socket = unsafe { Socket::from_raw_fd(fd) };
+        socket
+            .set_cloexec(true)
+            .with_context(|| format!("inherited descriptor {fd} is not usable"))?;
+        sockets.push(socket);
+    }
+    Ok(sockets)
+}
+
+/// Turns sockets from [`take_inherited_sockets`] into listeners. Must run
+/// inside the tokio runtime. Inherited unix sockets are marked trusted
+/// when `trust_unix` is set (the shipped `regauth.socket` is nginx's).
+pub fn inherited_listeners(
+    sockets: Vec<Socket>,
+    trust_unix: bool,
+) -> anyhow::Result<Vec<BoundListener>> {
+    let mut listeners = Vec::new();
+    for socket in sockets {
+        let fd = socket.as_raw_fd();
+        let local = socket
+            .local_addr()
+            .with_context(|| format!("inherited descriptor {fd} is not a socket"))?;
+        // A datagram socket, or one nobody called listen() on, would make
+        // every accept fail: refuse it at start instead.
+        if socket.r#type().ok() != Some(Type::STREAM) {
+            bail!("inherited socket {fd} is not a stream socket; use ListenStream= in the .socket unit");
+        }
+        #[cfg(target_os = "linux")]
+        if !socket.is_listener().unwrap_or(true) {
+            bail!("inherited socket {fd} is not listening; use ListenStream= (not Accept=yes) in the .socket unit");
+        }
         socket.set_nonblocking(true)?;
-        socket.set_cloexec(true)?;
-        let local = socket.local_addr().context("inherited descriptor is not a socket")?;
         let listener = if local.is_unix() {
+            let label = match local.as_pathname() {
+                Some(path) => format!("systemd fd {fd} (unix:{})", path.display()),
+                None => format!("systemd fd {fd} (unix)"),
+            };
             let listener = UnixListener::from_std(std::os::unix::net::UnixListener::from(socket))?;
             BoundListener {
                 socket: ListenerSocket::Unix(listener),
                 trusted: trust_unix,
-                label: format!("systemd fd {fd} (unix)"),
+                label,
                 owned_path: None,
             }
         } else {
@@ -180,10 +226,6 @@ pub fn inherited_listeners(trust_unix: bool) -> anyhow::Result<Vec<BoundListener
         };
         listeners.push(listener);
     }
-    // Children must not think these sockets are theirs.
-    std::env::remove_var("LISTEN_PID");
-    std::env::remove_var("LISTEN_FDS");
-    std::env::remove_var("LISTEN_FDNAMES");
     Ok(listeners)
 }
 
@@ -207,14 +249,22 @@ pub async fn run(
     let header_timeout = Duration::from_secs(limits.header_read_timeout_secs);
     let mut accept_tasks = Vec::new();
     for listener in listeners {
-        tracing::info!(listener = listener.label(), trusted = listener.trusted, "listening");
+        tracing::info!(
+            listener = listener.label(),
+            trusted = listener.trusted,
+            "listening"
+        );
         let context = AcceptContext {
             state: Arc::clone(&state),
             slots: Arc::clone(&connection_slots),
             watcher_source: Arc::clone(&graceful),
             header_timeout,
         };
-        accept_tasks.push(tokio::spawn(accept_loop(listener, context, stopped.clone())));
+        accept_tasks.push(tokio::spawn(accept_loop(
+            listener,
+            context,
+            stopped.clone(),
+        )));
     }
     shutdown.await;
     tracing::info!("shutting down: no new connections, draining in-flight requests");
@@ -227,8 +277,14 @@ pub async fn run(
     let Ok(graceful) = Arc::try_unwrap(graceful) else {
         return;
     };
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(grace_secs = limits.shutdown_grace_secs, "connections still open after the grace period; closing them");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_secs = limits.shutdown_grace_secs,
+            "connections still open after the grace period; closing them"
+        );
     }
 }
 
@@ -240,7 +296,11 @@ struct AcceptContext {
     header_timeout: Duration,
 }
 
-async fn accept_loop(listener: BoundListener, context: AcceptContext, mut stopped: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: BoundListener,
+    context: AcceptContext,
+    mut stopped: watch::Receiver<bool>,
+) {
     let mut backoff = Duration::from_millis(10);
     loop {
         let slot = tokio::select! {
@@ -314,9 +374,8 @@ fn serve_io<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let state = Arc::clone(&context.state);
-    let service = service_fn(move |request| {
-        handle(Arc::clone(&state), Arc::clone(&connection), request)
-    });
+    let service =
+        service_fn(move |request| handle(Arc::clone(&state), Arc::clone(&connection), request));
     let mut builder = hyper::server::conn::http1::Builder::new();
     // The timer makes the header-read timeout work: a client that opens a
     // connection and sends nothing is dropped instead of holding a slot.
