@@ -65,7 +65,9 @@ pub fn keygen(
 /// Loads the config and every file it names; prints a summary. The error
 /// says what is wrong and where.
 pub fn check_config(path: &Path) -> anyhow::Result<()> {
-    let snapshot = Snapshot::load(path)?;
+    // Absolute, so that every path in the summary and in errors is too.
+    let path = std::path::absolute(path)?;
+    let snapshot = Snapshot::load(&path)?;
     print!("{}", snapshot.summary());
     println!("configuration OK");
     Ok(())

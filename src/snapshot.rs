@@ -14,47 +14,49 @@ use crate::keys::{self, KeyError, SigningKey, VerifyingKey};
 use crate::users::{parse_htpasswd, UserError, Users};
 
 /// Why a configuration could not be loaded. Every message names the file.
+/// The cause is part of the message, not a `source()`, so that printing the
+/// error chain (`{:#}`) does not say it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// A file could not be read (or written, for a generated key).
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The operating system's reason.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The config document is invalid.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Config {
         /// The config file.
         path: PathBuf,
         /// What is wrong in it.
-        source: ConfigError,
+        cause: ConfigError,
     },
     /// The htpasswd file or the user table is invalid.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Users {
         /// The file with the problem.
         path: PathBuf,
         /// What is wrong.
-        source: UserError,
+        cause: UserError,
     },
     /// The ACL does not compile.
-    #[error("{}: acl: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Acl {
         /// The config file.
         path: PathBuf,
         /// What is wrong.
-        source: AclError,
+        cause: AclError,
     },
     /// A key or certificate is unusable.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Key {
         /// The key or certificate file.
         path: PathBuf,
         /// What is wrong.
-        source: KeyError,
+        cause: KeyError,
     },
     /// The private key is readable by other users.
     #[error(
@@ -95,7 +97,7 @@ pub struct Snapshot {
 fn read(path: &Path) -> Result<String, LoadError> {
     fs::read_to_string(path).map_err(|source| LoadError::Io {
         path: path.to_owned(),
-        source,
+        cause: source,
     })
 }
 
@@ -107,7 +109,7 @@ impl Snapshot {
         let base_dir = config_path.parent().unwrap_or(Path::new("."));
         let config = Config::parse(&text, base_dir).map_err(|source| LoadError::Config {
             path: config_path.to_owned(),
-            source,
+            cause: source,
         })?;
         let mut source_files = vec![config_path.to_owned()];
 
@@ -116,7 +118,7 @@ impl Snapshot {
                 source_files.push(path.clone());
                 parse_htpasswd(&read(path)?).map_err(|source| LoadError::Users {
                     path: path.clone(),
-                    source,
+                    cause: source,
                 })?
             }
             None => Vec::new(),
@@ -127,11 +129,11 @@ impl Snapshot {
                     .htpasswd
                     .clone()
                     .unwrap_or_else(|| config_path.to_owned()),
-                source,
+                cause: source,
             })?;
         let acl = Acl::compile(&config.acl).map_err(|source| LoadError::Acl {
             path: config_path.to_owned(),
-            source,
+            cause: source,
         })?;
 
         let signing_key = load_signing_key(&config)?;
@@ -141,7 +143,7 @@ impl Snapshot {
         for path in &config.token.trusted_certificates {
             let keys = VerifyingKey::from_pem(&read(path)?).map_err(|source| LoadError::Key {
                 path: path.clone(),
-                source,
+                cause: source,
             })?;
             verifying_keys.extend(keys);
             source_files.push(path.clone());
@@ -221,7 +223,7 @@ fn load_signing_key(config: &Config) -> Result<SigningKey, LoadError> {
     )
     .map_err(|source| LoadError::Key {
         path: key_path.clone(),
-        source,
+        cause: source,
     })
 }
 
@@ -233,13 +235,13 @@ fn generate_key_files(config: &Config) -> Result<(), LoadError> {
     let (key_pem, certificate_pem) =
         keys::generate(settings.algorithm, &config.service).map_err(|source| LoadError::Key {
             path: key_path.clone(),
-            source,
+            cause: source,
         })?;
     if let Some(cert_path) = &settings.certificate {
         if cert_path.exists() {
             return Err(LoadError::Io {
                 path: key_path.clone(),
-                source: std::io::Error::new(
+                cause: std::io::Error::new(
                     std::io::ErrorKind::NotFound,
                     "private key missing while its certificate exists; not generating a mismatched pair",
                 ),
@@ -262,7 +264,7 @@ pub fn write_new_file(path: &Path, contents: &str, mode: u32) -> Result<(), Load
     use std::io::Write;
     let io_error = |source| LoadError::Io {
         path: path.to_owned(),
-        source,
+        cause: source,
     };
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(io_error)?;
@@ -280,7 +282,7 @@ pub fn write_new_file(path: &Path, contents: &str, mode: u32) -> Result<(), Load
 fn check_key_permissions(path: &Path) -> Result<(), LoadError> {
     let metadata = fs::metadata(path).map_err(|source| LoadError::Io {
         path: path.to_owned(),
-        source,
+        cause: source,
     })?;
     let mode = metadata.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {

@@ -32,9 +32,15 @@ enum Decision {
     Challenge {
         error: Option<&'static str>,
         reason: String,
+        /// Who asked, when known (for the audit log).
+        account: Option<String>,
     },
     /// 403: no credential can help.
-    Deny { reason: String },
+    Deny {
+        reason: String,
+        /// Who asked, when known (for the audit log).
+        account: Option<String>,
+    },
 }
 
 impl Decision {
@@ -80,6 +86,7 @@ pub async fn handle(
             }
             Err(error) => Decision::Deny {
                 reason: error.to_string(),
+                account: None,
             },
         },
         _ => Decision::Deny {
@@ -87,6 +94,7 @@ pub async fn handle(
                 "the subrequest lacks {} or {}: check the nginx include",
                 settings.uri_header, settings.method_header
             ),
+            account: None,
         },
     };
 
@@ -97,7 +105,10 @@ pub async fn handle(
         .join(" ");
     let (account, reason) = match &decision {
         Decision::Allow { user } => (user.as_deref().unwrap_or(""), ""),
-        Decision::Challenge { reason, .. } | Decision::Deny { reason } => ("", reason.as_str()),
+        Decision::Challenge {
+            reason, account, ..
+        }
+        | Decision::Deny { reason, account } => (account.as_deref().unwrap_or(""), reason.as_str()),
     };
     tracing::info!(
         target: "regauth::audit",
@@ -149,6 +160,7 @@ async fn decide(
         (AuthMode::Token, _) => Decision::Challenge {
             error: None,
             reason: "no bearer token".into(),
+            account: None,
         },
         (AuthMode::Basic, Presented::Basic { user, password }) => {
             match state
@@ -160,6 +172,7 @@ async fn decide(
                 Err(error) => Decision::Challenge {
                     error: None,
                     reason: error.to_string(),
+                    account: Some(user),
                 },
             }
         }
@@ -171,6 +184,7 @@ async fn decide(
         (AuthMode::Basic, _) => Decision::Challenge {
             error: None,
             reason: "no credentials".into(),
+            account: None,
         },
     }
 }
@@ -201,10 +215,12 @@ fn decide_by_acl(
         },
         Some(scope) if authenticated => Decision::Deny {
             reason: format!("access denied by the ACL: {}", scope.challenge_string()),
+            account: account.map(str::to_owned),
         },
         Some(scope) => Decision::Challenge {
             error: None,
             reason: format!("anonymous access denied: {}", scope.challenge_string()),
+            account: None,
         },
     }
 }
@@ -221,6 +237,7 @@ async fn decide_by_token(
             return Decision::Challenge {
                 error: Some("invalid_token"),
                 reason,
+                account: None,
             }
         }
     };
@@ -234,6 +251,7 @@ async fn decide_by_token(
         Some(scope) => Decision::Challenge {
             error: Some("insufficient_scope"),
             reason: format!("token lacks {}", scope.challenge_string()),
+            account: Some(claims.sub.clone()),
         },
     }
 }
@@ -317,7 +335,7 @@ fn answer(snapshot: &Snapshot, decision: Decision, needed_text: &str) -> Respons
             }
             .into_response()
         }
-        Decision::Deny { reason } => ApiError::Forbidden { message: reason }.into_response(),
+        Decision::Deny { reason, .. } => ApiError::Forbidden { message: reason }.into_response(),
     }
 }
 
