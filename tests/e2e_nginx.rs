@@ -224,22 +224,7 @@ fn challenges_tell_clients_what_to_do(s: &NginxSite) {
 
 /// The OAuth2 password grant passes nginx's /token, also with a chunked body.
 fn oauth2_post_passes_the_realm_location(s: &NginxSite) {
-    for chunked_body in [false, true] {
-        let scope = "repository:alice/app:pull";
-        let r = password_grant(&s.plain, "/token", SERVICE, ALICE, scope, chunked_body);
-        assert_eq!(
-            r.status,
-            200,
-            "POST /token (chunked: {chunked_body}): {}",
-            r.text()
-        );
-        let issued = r.json()["access_token"].as_str().map(str::to_owned);
-        let issued = issued.unwrap_or_else(|| panic!("no access_token: {}", r.text()));
-        assert_eq!(
-            granted(&jwt_claims(&issued), "repository", "alice/app"),
-            ["pull"]
-        );
-    }
+    assert_password_grant(&s.plain, SERVICE, ALICE, "alice/app", &["pull", "push"]);
 }
 
 /// The upstream receives regauth's account in Remote-User (skopeo's pushes and hand-made

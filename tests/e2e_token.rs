@@ -231,22 +231,7 @@ fn delete_needs_delete(s: &Setup) {
 /// The OAuth2 password grant (containerd's first try) answers with `access_token`, the body
 /// sent with a Content-Length or chunked.
 fn oauth2_password_grant(s: &Setup) {
-    for chunked_body in [false, true] {
-        let scope = "repository:alice/app:pull,push";
-        let r = password_grant(&s.regauth, "/token", SERVICE, ALICE, scope, chunked_body);
-        assert_eq!(
-            r.status,
-            200,
-            "POST /token (chunked: {chunked_body}): {}",
-            r.text()
-        );
-        let issued = r.json()["access_token"].as_str().map(str::to_owned);
-        let issued = issued.unwrap_or_else(|| panic!("no access_token: {}", r.text()));
-        assert_eq!(
-            granted(&jwt_claims(&issued), "repository", "alice/app"),
-            ["pull", "push"]
-        );
-    }
+    assert_password_grant(&s.regauth, SERVICE, ALICE, "alice/app", &["pull", "push"]);
 }
 
 /// A wrong password: the token endpoint answers 401 with a Basic challenge; skopeo fails.

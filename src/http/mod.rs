@@ -202,7 +202,19 @@ pub async fn handle(
         }
         (Endpoint::Unknown, _) => Err(ApiError::NotFound),
     };
-    let response = result.unwrap_or_else(ApiError::into_response);
+    let response = result.unwrap_or_else(|error| {
+        // Credential failures are logged where they happen, with the account.
+        if !matches!(error, ApiError::Unauthorized { .. } | ApiError::Internal(_)) {
+            tracing::warn!(
+                endpoint = endpoint.label(),
+                peer = %connection.peer,
+                %method,
+                %error,
+                "request refused"
+            );
+        }
+        error.into_response()
+    });
     metrics::counter!(
         "regauth_http_requests_total",
         "endpoint" => endpoint.label(),

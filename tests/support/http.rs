@@ -316,3 +316,28 @@ pub fn password_grant(
     }
     http(ep, "POST", path, &headers, form.as_bytes()).unwrap_or_else(|e| panic!("POST {path}: {e}"))
 }
+
+/// The OAuth2 password grant on `ep`'s `/token` answers 200 with an `access_token` that
+/// grants exactly `expected` on repository `repo`, whether the form is sent with a
+/// Content-Length or chunked.
+pub fn assert_password_grant(
+    ep: &Endpoint,
+    service: &str,
+    creds: (&str, &str),
+    repo: &str,
+    expected: &[&str],
+) {
+    let scope = format!("repository:{repo}:pull,push");
+    for chunked_body in [false, true] {
+        let r = password_grant(ep, "/token", service, creds, &scope, chunked_body);
+        assert_eq!(
+            r.status,
+            200,
+            "POST /token (chunked: {chunked_body}): {}",
+            r.text()
+        );
+        let issued = r.json()["access_token"].as_str().map(str::to_owned);
+        let issued = issued.unwrap_or_else(|| panic!("no access_token: {}", r.text()));
+        assert_eq!(granted(&jwt_claims(&issued), "repository", repo), expected);
+    }
+}
