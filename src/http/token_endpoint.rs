@@ -168,9 +168,15 @@ pub async fn get(
     };
     let refresh = if offline { Refresh::Issue } else { Refresh::No };
     let client = params.single("client_id")?.unwrap_or("");
-    issue(
-        snapshot, connection, identity, &scopes, refresh, false, client, "get",
-    )
+    let request = Issue {
+        identity,
+        requested: scopes,
+        refresh,
+        oauth_form: false,
+        client,
+        grant: "get",
+    };
+    issue(snapshot, connection, request)
 }
 
 /// OAuth2 `POST /token` (form): `grant_type=password` or `refresh_token`.
@@ -247,9 +253,15 @@ pub async fn post(
             })
         }
     };
-    issue(
-        snapshot, connection, identity, &scopes, refresh, true, client, grant_type,
-    )
+    let request = Issue {
+        identity,
+        requested: scopes,
+        refresh,
+        oauth_form: true,
+        client,
+        grant: grant_type,
+    };
+    issue(snapshot, connection, request)
 }
 
 /// The Basic challenge every credential failure carries.
@@ -327,17 +339,37 @@ fn redeem_refresh_token(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A token request, parsed and authenticated: what is left is to decide,
+/// sign and answer.
+struct Issue<'a> {
+    /// Who asks.
+    identity: Identity,
+    /// What they ask for.
+    requested: Vec<ResourceScope>,
+    /// Whether a refresh token goes into the answer.
+    refresh: Refresh,
+    /// The OAuth2 form also answers with the granted `scope`.
+    oauth_form: bool,
+    /// `client_id`, for the log.
+    client: &'a str,
+    /// `get`, `password` or `refresh_token`, for the log.
+    grant: &'a str,
+}
+
 fn issue(
     snapshot: &Snapshot,
     connection: &Connection,
-    identity: Identity,
-    requested: &[ResourceScope],
-    refresh: Refresh,
-    oauth_form: bool,
-    client: &str,
-    grant: &str,
+    request: Issue<'_>,
 ) -> Result<Response<Body>, ApiError> {
+    let Issue {
+        identity,
+        requested,
+        refresh,
+        oauth_form,
+        client,
+        grant,
+    } = request;
+    let requested = requested.as_slice();
     let config = &snapshot.config;
     let subject = Subject {
         account: identity.account.as_deref(),
