@@ -5,6 +5,7 @@
 mod auth_endpoint;
 mod basic;
 mod health;
+mod params;
 mod token_endpoint;
 
 use std::convert::Infallible;

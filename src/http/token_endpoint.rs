@@ -2,8 +2,6 @@
 //! `POST` form (password and refresh_token grants). Parse the request, find
 //! who asks, let the ACL grant the intersection, sign, answer.
 
-use std::borrow::Cow;
-
 use http::header::CONTENT_TYPE;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -11,9 +9,10 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use super::basic::{presented, Presented};
+use super::params::Params;
 use super::{json_response, unix_now, ApiError, Body, Connection};
 use crate::acl::Subject;
-use crate::scope::{parse_scopes, ResourceScope};
+use crate::scope::ResourceScope;
 use crate::snapshot::Snapshot;
 use crate::state::State;
 use crate::token::{self, AccessClaims, AccessEntry, Expectations, RefreshClaims};
@@ -51,70 +50,6 @@ enum Refresh {
     /// Hand the presented one back, unchanged: clients such as dockerd
     /// cannot store a rotated token (moby #39718).
     Echo(String),
-}
-
-/// Request parameters, decoded as `application/x-www-form-urlencoded`
-/// (Go clients encode spaces as `+`).
-struct Params<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
-
-impl<'a> Params<'a> {
-    fn parse(input: &'a [u8]) -> Params<'a> {
-        Params(form_urlencoded::parse(input).collect())
-    }
-
-    /// A field that may appear at most once (repeats must agree).
-    fn single(&self, name: &'static str) -> Result<Option<&str>, ApiError> {
-        let mut values = self.all(name);
-        let first = values.next();
-        if values.any(|other| Some(other) != first) {
-            return Err(ApiError::BadRequest {
-                code: "UNSUPPORTED_VALUE",
-                message: format!("`{name}` given more than once with different values"),
-            });
-        }
-        Ok(first)
-    }
-
-    fn required(&self, name: &'static str) -> Result<&str, ApiError> {
-        self.single(name)?
-            .filter(|value| !value.is_empty())
-            .ok_or_else(|| ApiError::BadRequest {
-                code: "MISSING_REQUIRED_FIELD",
-                message: format!("`{name}` is required"),
-            })
-    }
-
-    fn all(&self, name: &'static str) -> impl Iterator<Item = &str> {
-        self.0
-            .iter()
-            .filter(move |(key, _)| key == name)
-            .map(|(_, value)| value.as_ref())
-    }
-
-    /// Every requested scope: repeated fields, each possibly space-joined.
-    fn scopes(&self) -> Result<Vec<ResourceScope>, ApiError> {
-        parse_scopes(self.all("scope")).map_err(|e| ApiError::BadRequest {
-            code: "INVALID_SCOPE",
-            message: e.to_string(),
-        })
-    }
-
-    /// `service` may be left out (the configured one is meant); any other
-    /// value than the configured one is a misdirected request.
-    fn check_service(&self, snapshot: &Snapshot) -> Result<(), ApiError> {
-        match self.single("service")? {
-            Some(service) if !service.is_empty() && service != snapshot.config.service => {
-                Err(ApiError::BadRequest {
-                    code: "UNSUPPORTED_VALUE",
-                    message: format!(
-                        "unknown service `{service}`; this server issues tokens for `{}`",
-                        snapshot.config.service
-                    ),
-                })
-            }
-            _ => Ok(()),
-        }
-    }
 }
 
 /// `GET /token?service=..&scope=..[&offline_token=true]` with Basic
@@ -494,17 +429,5 @@ mod tests {
     #[test]
     fn rfc3339_is_utc_with_z() {
         assert_eq!(rfc3339(1_257_894_000), "2009-11-10T23:00:00Z");
-    }
-
-    #[test]
-    fn params_decode_plus_and_reject_conflicts() {
-        let params =
-            Params::parse(b"scope=repository%3Aa%3Apull+repository%3Ab%3Apush&service=x&service=y");
-        assert_eq!(
-            params.all("scope").next(),
-            Some("repository:a:pull repository:b:push")
-        );
-        assert!(params.single("service").is_err());
-        assert_eq!(params.scopes().unwrap().len(), 2);
     }
 }

@@ -5,15 +5,27 @@
 //! `Config` into everything a request needs. Relative paths are resolved
 //! against the config file's directory here, so nothing later depends on the
 //! process's working directory.
+//!
+//! The top-level document and its validation live here; the sections have
+//! their own files: [`listen`] (listener addresses) and [`sections`]
+//! (`token`, `users`, `auth`, `log`, `limits`).
+
+mod listen;
+mod sections;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use crate::acl::RuleSpec;
-use crate::keys::{Algorithm, KidFormat};
+
+pub use listen::{
+    parse_listen_address, parse_socket_mode, ListenAddress, ListenOptions, ListenSpec,
+};
+pub use sections::{
+    AuthMode, AuthSettings, Limits, LogFormat, LogSettings, TokenSettings, UserSpec,
+};
 
 /// Why a configuration document was refused. Messages name the field.
 #[derive(Debug, thiserror::Error)]
@@ -85,248 +97,14 @@ pub struct Config {
     pub limits: Limits,
 }
 
-/// One listener.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(untagged)]
-pub enum ListenSpec {
-    /// `"127.0.0.1:5001"`, `"[::1]:5001"` or `"unix:/run/regauth/regauth.sock"`.
-    Address(String),
-    /// The same address with options.
-    Detailed(ListenOptions),
-}
-
-/// A listener with options.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct ListenOptions {
-    /// As in [`ListenSpec::Address`].
-    pub address: String,
-    /// Whether requests on this listener may carry a front proxy's user
-    /// header (`auth.trusted_user_header`). Only mark listeners that nothing
-    /// but the proxy can reach, such as a unix socket.
-    #[serde(default)]
-    pub trusted: bool,
-    /// Unix socket file mode, octal string such as `"0660"`.
-    #[serde(default)]
-    pub mode: Option<String>,
-    /// Unix socket group, so that nginx's user can connect.
-    #[serde(default)]
-    pub group: Option<String>,
-}
-
-impl ListenSpec {
-    /// The address text, whichever form was used.
-    pub fn address(&self) -> &str {
-        match self {
-            ListenSpec::Address(address) => address,
-            ListenSpec::Detailed(options) => &options.address,
-        }
-    }
-
-    /// Whether the listener is trusted to carry a front proxy's user header.
-    pub fn trusted(&self) -> bool {
-        matches!(self, ListenSpec::Detailed(options) if options.trusted)
-    }
-}
-
-/// Token signing settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenSettings {
-    /// ES256, RS256 or PS256.
-    pub algorithm: Algorithm,
-    /// PEM private key (PKCS#8, SEC1 or PKCS#1).
-    pub private_key: PathBuf,
-    /// PEM certificate of the signing key; sent as `x5c` and given to the
-    /// registry as `rootcertbundle`.
-    #[serde(default)]
-    pub certificate: Option<PathBuf>,
-    /// Access token lifetime in seconds (at least 60).
-    #[serde(default = "default_expiration_secs")]
-    pub expiration_secs: u64,
-    /// Refresh token lifetime in seconds.
-    #[serde(default = "default_refresh_expiration_secs")]
-    pub refresh_expiration_secs: u64,
-    /// `libtrust` (registry 2.x) or `thumbprint` (RFC 7638, registry 3.x).
-    #[serde(default = "default_kid")]
-    pub kid: KidFormat,
-    /// Further certificates or public keys whose tokens `/auth` and the
-    /// refresh grant still accept (key rotation).
-    #[serde(default)]
-    pub trusted_certificates: Vec<PathBuf>,
-    /// Create a key pair and certificate when both files are missing. Meant
-    /// for first runs and demos: a typo in a production path must not
-    /// silently produce a fresh key, so this is off unless asked for.
-    #[serde(default)]
-    pub generate_if_missing: bool,
-}
-
-/// A user defined inline.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UserSpec {
-    /// bcrypt hash (`$2a$`, `$2b$` or `$2y$`), e.g. from `regauth hash-password`.
-    pub password: String,
-    /// Groups the ACL can match on.
-    #[serde(default)]
-    pub groups: Vec<String>,
-}
-
-/// How `/auth` decides.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum AuthMode {
-    /// Bearer tokens issued by this server, as a registry with `auth: token` would check them.
-    #[default]
-    Token,
-    /// Basic credentials checked against the users and the ACL.
-    Basic,
-}
-
-/// Settings of the nginx `auth_request` endpoint.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthSettings {
-    /// `token` or `basic`.
-    pub mode: AuthMode,
-    /// Path nginx's subrequest is sent to.
-    pub path: String,
-    /// Request header carrying the original URI (`$request_uri`).
-    pub uri_header: String,
-    /// Request header carrying the original method (`$request_method`).
-    pub method_header: String,
-    /// Response header naming the user, for `auth_request_set`.
-    pub user_header: String,
-    /// Name sent in `user_header` for anonymous requests; none when unset.
-    pub anonymous_user: Option<String>,
-    /// Request header set by a front proxy that authenticated the user
-    /// itself; honoured only on listeners marked `trusted`.
-    pub trusted_user_header: Option<String>,
-    /// Clock skew allowed on `exp`/`nbf`, in seconds.
-    pub leeway_secs: u64,
-    /// Most verified tokens kept in memory.
-    pub cache_capacity: u64,
-}
-
-impl Default for AuthSettings {
-    fn default() -> Self {
-        AuthSettings {
-            mode: AuthMode::Token,
-            path: "/auth".into(),
-            uri_header: "X-Original-URI".into(),
-            method_header: "X-Original-Method".into(),
-            user_header: "Remote-User".into(),
-            anonymous_user: None,
-            trusted_user_header: None,
-            leeway_secs: 0,
-            cache_capacity: 10_000,
-        }
-    }
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable text.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
-/// Log settings. `RUST_LOG` overrides `level`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogSettings {
-    /// `text` or `json`.
-    pub format: LogFormat,
-    /// A tracing filter such as `info` or `regauth=debug`.
-    pub level: String,
-}
-
-impl Default for LogSettings {
-    fn default() -> Self {
-        LogSettings {
-            format: LogFormat::Text,
-            level: "info".into(),
-        }
-    }
-}
-
-/// Connection limits.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Limits {
-    /// Most connections served at once; further ones wait in the backlog.
-    pub max_connections: usize,
-    /// Time a client has to send its request headers, in seconds.
-    pub header_read_timeout_secs: u64,
-    /// Time in-flight requests get to finish on shutdown, in seconds.
-    pub shutdown_grace_secs: u64,
-    /// Listen backlog of every socket regauth binds.
-    pub backlog: u32,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_connections: 4096,
-            header_read_timeout_secs: 10,
-            shutdown_grace_secs: 10,
-            backlog: 1024,
-        }
-    }
-}
-
 fn default_listen() -> Vec<ListenSpec> {
     vec![ListenSpec::Address("127.0.0.1:5001".into())]
 }
 fn default_token_path() -> String {
     "/token".into()
 }
-fn default_expiration_secs() -> u64 {
-    300
-}
-fn default_refresh_expiration_secs() -> u64 {
-    90 * 24 * 3600
-}
-fn default_kid() -> KidFormat {
-    KidFormat::Libtrust
-}
 fn default_credential_cache_secs() -> u64 {
     120
-}
-
-/// Where one listener binds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ListenAddress {
-    /// A TCP socket address.
-    Tcp(std::net::SocketAddr),
-    /// A unix socket path.
-    Unix(PathBuf),
-}
-
-impl fmt::Display for ListenAddress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ListenAddress::Tcp(address) => write!(f, "{address}"),
-            ListenAddress::Unix(path) => write!(f, "unix:{}", path.display()),
-        }
-    }
-}
-
-/// Parses a listener address: `unix:/path` or a TCP socket address.
-pub fn parse_listen_address(text: &str) -> Result<ListenAddress, String> {
-    if let Some(path) = text.strip_prefix("unix:") {
-        if path.is_empty() {
-            return Err("`unix:` needs a socket path".into());
-        }
-        return Ok(ListenAddress::Unix(PathBuf::from(path)));
-    }
-    text.parse()
-        .map(ListenAddress::Tcp)
-        .map_err(|_| format!("`{text}` is neither `host:port` (an IP address) nor `unix:/path`"))
 }
 
 impl Config {
@@ -452,14 +230,6 @@ impl Config {
     }
 }
 
-/// Parses an octal file mode such as `"0660"`.
-pub fn parse_socket_mode(text: &str) -> Result<u32, String> {
-    u32::from_str_radix(text, 8)
-        .ok()
-        .filter(|mode| *mode <= 0o777)
-        .ok_or_else(|| format!("`{text}` is not an octal file mode such as \"0660\""))
-}
-
 /// Whether `hash` looks like a bcrypt hash. The bcrypt crate checks it fully
 /// when verifying; this catches other hash kinds at load time, where an
 /// error can still name the field or line.
@@ -511,6 +281,7 @@ fn check_path(field: &str, path: &str) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::KidFormat;
 
     const MINIMAL: &str = r#"{
         "service": "registry.test",
