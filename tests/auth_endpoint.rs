@@ -17,7 +17,8 @@ const ISSUER: &str = "regauth-it";
 const PROXY_USER_HEADER: &str = "X-Authenticated-User";
 
 struct Sidecar {
-    _h: Harness,
+    h: Harness,
+    config: Value,
     tcp: Endpoint,
     unix: Endpoint,
     realm: String,
@@ -74,7 +75,8 @@ impl Sidecar {
         Sidecar {
             key: load_key(&key, &cert),
             stranger: load_key(&other_key, &other_cert),
-            _h: h,
+            h,
+            config,
             tcp,
             unix: Endpoint::Unix(socket),
             realm,
@@ -243,7 +245,7 @@ fn bad_tokens_get_invalid_token_challenges() {
     let header = json!({ "typ": "JWT", "alg": "none", "kid": s.key.kid });
     let parts: Vec<&str> = genuine.split('.').collect();
     let alg_none = format!("{}.{}.", b64(&header), parts[1]);
-    let cert_pem = std::fs::read(s._h.file("token.crt")).unwrap();
+    let cert_pem = std::fs::read(s.h.file("token.crt")).unwrap();
     let mut hs_header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     hs_header.kid = Some(s.key.kid.clone());
     let hs256 = jsonwebtoken::encode(
@@ -378,4 +380,31 @@ fn trusted_header_is_ignored_unless_configured() {
         &[(PROXY_USER_HEADER, "alice")],
     );
     s.assert_challenge(&r, Some("repository:lib/app:pull"), None);
+}
+
+#[test]
+fn rotation_set_is_trusted_until_removed() {
+    let mut s = Sidecar::start("auth-rotation", json!({}));
+    let uri = "/v2/lib/app/manifests/1";
+    let claims = s.claims("alice", &[("repository", "lib/app", &["pull"])]);
+    let by_old_key = token::sign(&s.stranger, &claims).unwrap();
+    let r = s.ask_with_token("GET", uri, &by_old_key);
+    s.assert_challenge(&r, Some("repository:lib/app:pull"), Some("invalid_token"));
+
+    // The previous key's certificate in the rotation set: its tokens pass.
+    s.config["token"]["trusted_certificates"] = json!(["stranger.crt"]);
+    reconfigure_regauth(&mut s.h, &s.config, &s.tcp);
+    assert_eq!(s.ask_with_token("GET", uri, &by_old_key).status, 200);
+    assert_eq!(
+        s.ask_with_token("GET", uri, &by_old_key).status,
+        200,
+        "cached"
+    );
+    assert_eq!(s.ask_with_token("GET", uri, &s.sign(&claims)).status, 200);
+
+    // Dropped from the set: refused at once, the cached verification forgotten.
+    s.config["token"]["trusted_certificates"] = json!([]);
+    reconfigure_regauth(&mut s.h, &s.config, &s.tcp);
+    let r = s.ask_with_token("GET", uri, &by_old_key);
+    s.assert_challenge(&r, Some("repository:lib/app:pull"), Some("invalid_token"));
 }

@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
 use support::*;
 
@@ -75,23 +73,8 @@ impl Server {
 
     /// Rewrites the config file in place and waits until the reload is in force.
     fn reconfigure(&mut self, edit: impl FnOnce(&mut Value)) {
-        let before = self.generation();
         edit(&mut self.config);
-        self.h.write(
-            "regauth.json",
-            serde_json::to_vec_pretty(&self.config).unwrap(),
-        );
-        let ep = self.ep.clone();
-        self.h
-            .wait_until("regauth", "config reload", Duration::from_secs(10), || {
-                get(&ep, "/healthz", &[]).json()["config_generation"].as_u64() > Some(before)
-            });
-    }
-
-    fn generation(&self) -> u64 {
-        get(&self.ep, "/healthz", &[]).json()["config_generation"]
-            .as_u64()
-            .unwrap()
+        reconfigure_regauth(&mut self.h, &self.config, &self.ep);
     }
 }
 

@@ -171,6 +171,26 @@ pub fn start_regauth(h: &mut Harness, config: &serde_json::Value, probe: &Endpoi
     });
 }
 
+/// Rewrites `<tempdir>/regauth.json` (as [`start_regauth`] wrote it) in place and waits
+/// until the running regauth has reloaded it: `/healthz` shows a newer config generation.
+pub fn reconfigure_regauth(h: &mut Harness, config: &serde_json::Value, probe: &Endpoint) {
+    let generation = || {
+        let r = http(probe, "GET", "/healthz", &[], b"").expect("GET /healthz");
+        let body: serde_json::Value = serde_json::from_slice(&r.body).expect("healthz JSON");
+        body["config_generation"]
+            .as_u64()
+            .expect("config_generation")
+    };
+    let before = generation();
+    h.write(
+        "regauth.json",
+        serde_json::to_vec_pretty(config).expect("config to JSON"),
+    );
+    h.wait_until("regauth", "config reload", READY_TIMEOUT, || {
+        generation() > before
+    });
+}
+
 // ---------------------------------------------------------------------------------------
 // nginx 1.22
 // ---------------------------------------------------------------------------------------
