@@ -15,6 +15,10 @@ declare -A needs=(
     [nginx]=nginx
     [htpasswd]=apache2-utils
     [systemd-analyze]=systemd
+    [containerd]=containerd
+    [ctr]=containerd
+    [podman]=podman
+    [dockerd]=docker.io
 )
 
 missing=()

@@ -18,12 +18,15 @@
 //! `image` builds OCI layouts and runs skopeo; `site` runs the shipped nginx example site.
 #![allow(dead_code)] // Each suite uses its own subset of the helpers.
 
+mod clients;
 mod http;
 mod image;
 mod peers;
 mod site;
 
 // Not every suite uses every part.
+#[allow(unused_imports)]
+pub use self::clients::*;
 #[allow(unused_imports)]
 pub use self::http::*;
 #[allow(unused_imports)]
