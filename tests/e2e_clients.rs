@@ -369,7 +369,7 @@ fn containerd_get_fallback(mut site: Site) {
         &[
             ISSUED,
             "account=alice",
-            r#"grant="get""#,
+            r#"grant="basic""#,
             "granted=repository:alice/ctr-get:pull,push ",
         ],
         "ctr push through a GET-only realm",
@@ -387,7 +387,7 @@ fn containerd_get_fallback(mut site: Site) {
         &[
             ISSUED,
             "account=alice",
-            r#"grant="get""#,
+            r#"grant="basic_refresh_token""#,
             "granted=repository:alice/ctr-get:pull ",
         ],
         "ctr pull with a refresh token through a GET-only realm",
@@ -412,7 +412,7 @@ fn podman_scenario(site: Site) {
     pm.login(&s.h, &s.host, ALICE).assert_ok();
     assert_logged(
         &s.since(mark),
-        &[ISSUED, "account=alice", r#"grant="get""#, "requested= "],
+        &[ISSUED, "account=alice", r#"grant="basic""#, "requested= "],
         "podman login",
     );
     let mark = s.mark();
@@ -525,7 +525,7 @@ fn docker_scenario(mut site: Site) {
         &[
             ISSUED,
             "account=alice",
-            r#"grant="get""#,
+            r#"grant="basic""#,
             r#"client="docker""#,
             "refresh_token=true",
         ],

@@ -70,13 +70,15 @@ pub async fn get(
         })?,
     };
     let scopes = params.scopes()?;
-    let identity = match presented(request.headers()) {
-        Presented::Nothing => Identity::anonymous(),
+    // `grant` names how the caller authenticated, for the log.
+    let (identity, grant) = match presented(request.headers()) {
+        Presented::Nothing => (Identity::anonymous(), "anonymous"),
         // containerd's fallback after a refused POST: the refresh token as
         // the password of an empty user name.
-        Presented::Basic { user, password } if user.is_empty() => {
-            redeem_refresh_token(snapshot, &password, connection)?
-        }
+        Presented::Basic { user, password } if user.is_empty() => (
+            redeem_refresh_token(snapshot, &password, connection)?,
+            "basic_refresh_token",
+        ),
         Presented::Basic { user, password } => {
             if let Some(account) = params.single("account")? {
                 if !account.is_empty() && account != user {
@@ -86,7 +88,8 @@ pub async fn get(
                     });
                 }
             }
-            check_password(state, snapshot, &user, &password, connection).await?
+            let identity = check_password(state, snapshot, &user, &password, connection).await?;
+            (identity, "basic")
         }
         Presented::Bearer(_) => {
             return Err(unauthorized(
@@ -109,7 +112,7 @@ pub async fn get(
         refresh,
         oauth_form: false,
         client,
-        grant: "get",
+        grant,
     };
     issue(snapshot, connection, request)
 }
@@ -287,7 +290,8 @@ struct Issue<'a> {
     oauth_form: bool,
     /// `client_id`, for the log.
     client: &'a str,
-    /// `get`, `password` or `refresh_token`, for the log.
+    /// How the caller authenticated: `anonymous`, `basic`,
+    /// `basic_refresh_token` (GET) or the POST's `grant_type`, for the log.
     grant: &'a str,
 }
 
