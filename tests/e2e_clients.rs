@@ -395,74 +395,140 @@ fn containerd_get_fallback(mut site: Site) {
 }
 
 // ---------------------------------------------------------------------------------------
+// podman and docker alike
+// ---------------------------------------------------------------------------------------
+
+/// Where podman and docker differ in the steps they share ([`CliSteps`]).
+struct CliExpect {
+    /// In regauth's log line for the owner's login, after `account=alice`.
+    login: &'static [&'static str],
+    /// In regauth's log line for the owner's push, before the scope granted.
+    owner_push: &'static [&'static str],
+    /// The client's error for a login with a wrong password.
+    wrong_password: &'static str,
+    /// The client's error for an anonymous pull of a repository it may not pull.
+    anonymous_refused: &'static str,
+}
+
+/// The steps of the podman and docker scenarios that are the same for both, with images
+/// `NAME-*` in the repositories `alice/NAME` and `public/NAME`.
+struct CliSteps<'a, C: ImageCli> {
+    s: &'a Site,
+    cli: &'a C,
+    expect: &'a CliExpect,
+    /// The owner's image, loaded as `app_ref` (`alice/NAME:v1`).
+    app: OciImage,
+    app_ref: String,
+}
+
+impl<'a, C: ImageCli> CliSteps<'a, C> {
+    /// Loads the owner's image and logs in as the owner.
+    fn login_owner(s: &'a Site, cli: &'a C, expect: &'a CliExpect) -> Self {
+        let name = C::NAME;
+        let app = make_image(&s.h, &format!("{name}-app"));
+        let app_ref = s.at(&format!("alice/{name}:v1"));
+        cli.load(&s.h, &app, &app_ref);
+
+        let mark = s.mark();
+        cli.login(&s.h, &s.host, ALICE).assert_ok();
+        assert_logged(
+            &s.since(mark),
+            &[&[ISSUED, "account=alice"][..], expect.login].concat(),
+            &format!("{name} login"),
+        );
+        CliSteps {
+            s,
+            cli,
+            expect,
+            app,
+            app_ref,
+        }
+    }
+
+    /// The owner (logged in) pushes and pulls.
+    fn owner_pushes_and_pulls(&self) {
+        let (s, cli, name) = (self.s, self.cli, C::NAME);
+        let mark = s.mark();
+        cli.push(&s.h, &self.app_ref).assert_ok();
+        let granted = format!("granted=repository:alice/{name}:pull,push ");
+        assert_logged(
+            &s.since(mark),
+            &[
+                &[ISSUED, "account=alice"][..],
+                self.expect.owner_push,
+                &[&granted],
+            ]
+            .concat(),
+            &format!("{name} push as the owner"),
+        );
+        cli.pull(&s.h, &self.app_ref, &self.app).assert_ok();
+    }
+
+    /// The refusals, and the public repository.
+    fn refusals_and_public_pulls(&self) {
+        let (s, cli, name) = (self.s, self.cli, C::NAME);
+
+        // A pull-only user is refused a push.
+        cli.login(&s.h, &s.host, BOB).assert_ok();
+        let bobs = make_image(&s.h, &format!("{name}-bob"));
+        let bob_ref = s.at(&format!("alice/{name}:bob"));
+        cli.load(&s.h, &bobs, &bob_ref);
+        cli.push(&s.h, &bob_ref)
+            .assert_failed(&["requested access to the resource is denied"]);
+        s.assert_absent(&format!("alice/{name}:bob"));
+
+        // A wrong password fails the login.
+        cli.login(&s.h, &s.host, (ALICE.0, "wrong"))
+            .assert_failed(&[self.expect.wrong_password]);
+
+        // Anonymous (and any signed-in user) pulls the public repository; anonymous only
+        // that.
+        cli.login(&s.h, &s.host, ADMIN).assert_ok();
+        let base = make_image(&s.h, &format!("{name}-public"));
+        let base_ref = s.at(&format!("public/{name}:v1"));
+        cli.load(&s.h, &base, &base_ref);
+        cli.push(&s.h, &base_ref).assert_ok();
+        cli.login(&s.h, &s.host, BOB).assert_ok();
+        cli.pull(&s.h, &base_ref, &base).assert_ok();
+        cli.logout(&s.h, &s.host);
+        let mark = s.mark();
+        cli.pull(&s.h, &base_ref, &base).assert_ok();
+        assert_logged(
+            &s.since(mark),
+            &[
+                ISSUED,
+                "account= ",
+                &format!("granted=repository:public/{name}:pull "),
+            ],
+            &format!("anonymous {name} pull"),
+        );
+        cli.pull(&s.h, &self.app_ref, &self.app)
+            .assert_failed(&[self.expect.anonymous_refused]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // podman
 // ---------------------------------------------------------------------------------------
+
+const PODMAN: CliExpect = CliExpect {
+    // Login is a token request without scope.
+    login: &[r#"grant="basic""#, "requested= "],
+    owner_push: &[],
+    wrong_password: "invalid username/password",
+    anonymous_refused: "requested access to the resource is denied",
+};
 
 /// podman (containers/image 5.23) GETs with Basic credentials and `account`; with an
 /// identity token in its auth file it POSTs the refresh_token grant, body chunked.
 fn podman_scenario(site: Site) {
     let s = &site;
     let pm = Podman::new(&s.h);
-    let app = make_image(&s.h, "podman-app");
-    let app_ref = s.at("alice/podman:v1");
-    pm.load(&s.h, &app, &app_ref);
 
-    // Login (a token request without scope), push, pull.
-    let mark = s.mark();
-    pm.login(&s.h, &s.host, ALICE).assert_ok();
-    assert_logged(
-        &s.since(mark),
-        &[ISSUED, "account=alice", r#"grant="basic""#, "requested= "],
-        "podman login",
-    );
-    let mark = s.mark();
-    pm.push(&s.h, &app_ref).assert_ok();
-    assert_logged(
-        &s.since(mark),
-        &[
-            ISSUED,
-            "account=alice",
-            "granted=repository:alice/podman:pull,push ",
-        ],
-        "podman push as the owner",
-    );
-    pm.pull(&s.h, &app_ref, &app).assert_ok();
-
-    // A pull-only user is refused a push.
-    pm.login(&s.h, &s.host, BOB).assert_ok();
-    let bobs = make_image(&s.h, "podman-bob");
-    let bob_ref = s.at("alice/podman:bob");
-    pm.load(&s.h, &bobs, &bob_ref);
-    pm.push(&s.h, &bob_ref)
-        .assert_failed(&["requested access to the resource is denied"]);
-    s.assert_absent("alice/podman:bob");
-
-    // A wrong password fails the login.
-    pm.login(&s.h, &s.host, (ALICE.0, "wrong"))
-        .assert_failed(&["invalid username/password"]);
-
-    // Anonymous (and any signed-in user) pulls the public repository; anonymous only that.
-    pm.login(&s.h, &s.host, ADMIN).assert_ok();
-    let base = make_image(&s.h, "podman-public");
-    let base_ref = s.at("public/podman:v1");
-    pm.load(&s.h, &base, &base_ref);
-    pm.push(&s.h, &base_ref).assert_ok();
-    pm.login(&s.h, &s.host, BOB).assert_ok();
-    pm.pull(&s.h, &base_ref, &base).assert_ok();
-    pm.logout(&s.h);
-    let mark = s.mark();
-    pm.pull(&s.h, &base_ref, &base).assert_ok();
-    assert_logged(
-        &s.since(mark),
-        &[
-            ISSUED,
-            "account= ",
-            "granted=repository:public/podman:pull ",
-        ],
-        "anonymous podman pull",
-    );
-    pm.pull(&s.h, &app_ref, &app)
-        .assert_failed(&["requested access to the resource is denied"]);
+    let steps = CliSteps::login_owner(s, &pm, &PODMAN);
+    steps.owner_pushes_and_pulls();
+    steps.refusals_and_public_pulls();
+    let CliSteps { app, app_ref, .. } = steps;
 
     // An identity token, as `docker login` stores it: the (chunked) refresh_token POST.
     let refresh = refresh_token(&s.token_ep, SERVICE, ALICE);
@@ -507,30 +573,29 @@ fn podman_scenario(site: Site) {
 // dockerd + docker CLI
 // ---------------------------------------------------------------------------------------
 
+const DOCKER: CliExpect = CliExpect {
+    // Login: GET with client_id=docker&offline_token=true.
+    login: &[
+        r#"grant="basic""#,
+        r#"client="docker""#,
+        "refresh_token=true",
+    ],
+    // Push and pull with the refresh_token grant.
+    owner_push: &[r#"grant="refresh_token""#, r#"client="docker""#],
+    // regauth's own message.
+    wrong_password: "invalid username or password",
+    anonymous_refused: "pull access denied",
+};
+
 /// `docker login` asks for an offline token; the CLI then keeps only the identity token and
 /// dockerd POSTs the refresh_token grant for every pull and push, with no fallback.
 fn docker_scenario(mut site: Site) {
     let ctrd = start_containerd(&mut site.h);
     let dk = start_dockerd(&mut site.h, &ctrd);
     let s = &site;
-    let app = make_image(&s.h, "docker-app");
-    let app_ref = s.at("alice/docker:v1");
-    dk.load(&s.h, &app, &app_ref);
 
-    // Login: GET with client_id=docker&offline_token=true; only the identity token is kept.
-    let mark = s.mark();
-    dk.login(&s.h, &s.host, ALICE).assert_ok();
-    assert_logged(
-        &s.since(mark),
-        &[
-            ISSUED,
-            "account=alice",
-            r#"grant="basic""#,
-            r#"client="docker""#,
-            "refresh_token=true",
-        ],
-        "docker login",
-    );
+    // Login; only the identity token is kept.
+    let steps = CliSteps::login_owner(s, &dk, &DOCKER);
     let stored = dk.stored_login(&s.host);
     assert!(
         stored["identitytoken"]
@@ -547,26 +612,12 @@ fn docker_scenario(mut site: Site) {
         ),
         "docker login kept the password: {stored}"
     );
-
-    // Push and pull with the refresh_token grant.
-    let mark = s.mark();
-    dk.push(&s.h, &app_ref).assert_ok();
-    assert_logged(
-        &s.since(mark),
-        &[
-            ISSUED,
-            "account=alice",
-            r#"grant="refresh_token""#,
-            r#"client="docker""#,
-            "granted=repository:alice/docker:pull,push ",
-        ],
-        "docker push as the owner",
-    );
-    dk.pull(&s.h, &app_ref, &app).assert_ok();
+    steps.owner_pushes_and_pulls();
+    let app_ref = &steps.app_ref;
 
     // A cross-repository mount: one token for both repositories.
     let copy_ref = s.at("alice/docker-copy:v1");
-    dk.tag(&s.h, &app_ref, &copy_ref);
+    dk.tag(&s.h, app_ref, &copy_ref);
     let pushed = dk.push(&s.h, &copy_ref);
     pushed.assert_ok();
     assert!(
@@ -605,41 +656,8 @@ fn docker_scenario(mut site: Site) {
     );
     dk.pull(&s.h, &mine_ref, &secret).assert_ok();
 
-    // A pull-only user is refused a push.
-    dk.login(&s.h, &s.host, BOB).assert_ok();
-    let bobs = make_image(&s.h, "docker-bob");
-    let bob_ref = s.at("alice/docker:bob");
-    dk.load(&s.h, &bobs, &bob_ref);
-    dk.push(&s.h, &bob_ref)
-        .assert_failed(&["requested access to the resource is denied"]);
-    s.assert_absent("alice/docker:bob");
-
-    // A wrong password fails the login with regauth's message.
-    dk.login(&s.h, &s.host, (ALICE.0, "wrong"))
-        .assert_failed(&["invalid username or password"]);
-
-    // Anonymous (and any signed-in user) pulls the public repository; anonymous only that.
-    dk.login(&s.h, &s.host, ADMIN).assert_ok();
-    let base = make_image(&s.h, "docker-public");
-    let base_ref = s.at("public/docker:v1");
-    dk.load(&s.h, &base, &base_ref);
-    dk.push(&s.h, &base_ref).assert_ok();
-    dk.login(&s.h, &s.host, BOB).assert_ok();
-    dk.pull(&s.h, &base_ref, &base).assert_ok();
-    dk.logout(&s.h, &s.host);
-    let mark = s.mark();
-    dk.pull(&s.h, &base_ref, &base).assert_ok();
-    assert_logged(
-        &s.since(mark),
-        &[
-            ISSUED,
-            "account= ",
-            "granted=repository:public/docker:pull ",
-        ],
-        "anonymous docker pull",
-    );
-    dk.pull(&s.h, &app_ref, &app)
-        .assert_failed(&["pull access denied"]);
+    steps.refusals_and_public_pulls();
+    let CliSteps { app, app_ref, .. } = steps;
 
     // A password change revokes the stored identity token; a new login works again.
     dk.login(&s.h, &s.host, ALICE).assert_ok();

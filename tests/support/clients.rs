@@ -326,6 +326,93 @@ impl Containerd {
 }
 
 // ---------------------------------------------------------------------------------------
+// podman and the docker CLI alike
+// ---------------------------------------------------------------------------------------
+
+/// A CLI with its own image store and a login, podman or docker: the commands the two run
+/// the same way (up to [`ImageCli::REMOTE_FLAGS`] and [`ImageCli::ID_PREFIX`]).
+pub trait ImageCli {
+    /// The program, first word of every command shown.
+    const NAME: &'static str;
+    /// Given right after the subcommand of every command that talks to a registry.
+    const REMOTE_FLAGS: &'static [&'static str];
+    /// Put before what `image inspect --format {{.Id}}` prints, it makes the image ID
+    /// (`sha256:<hex>`).
+    const ID_PREFIX: &'static str;
+
+    /// The command `NAME ARGS` with the private dirs and environment.
+    fn command(&self, args: &[&str]) -> Command;
+
+    /// Forgets the login for `host`, asserted.
+    fn logout(&self, h: &Harness, host: &str);
+
+    /// Runs `NAME ARGS` to completion ([`run_client`]).
+    fn run(&self, h: &Harness, args: &[&str], stdin: Option<&[u8]>) -> Outcome {
+        run_client(
+            h,
+            format!("{} {}", Self::NAME, args.join(" ")),
+            self.command(args),
+            stdin,
+        )
+    }
+
+    /// `load` of `image` tagged `reference`.
+    fn load(&self, h: &Harness, image: &OciImage, reference: &str) {
+        let archive = docker_archive(h, image, reference);
+        self.run(h, &["load", "-q", "-i", &archive.to_string_lossy()], None)
+            .assert_ok();
+    }
+
+    /// `login --password-stdin`.
+    fn login(&self, h: &Harness, host: &str, (user, password): (&str, &str)) -> Outcome {
+        let args = [
+            &["login"][..],
+            Self::REMOTE_FLAGS,
+            &["-u", user, "--password-stdin", host],
+        ]
+        .concat();
+        self.run(h, &args, Some(format!("{password}\n").as_bytes()))
+    }
+
+    fn tag(&self, h: &Harness, from: &str, to: &str) {
+        self.run(h, &["tag", from, to], None).assert_ok();
+    }
+
+    fn push(&self, h: &Harness, reference: &str) -> Outcome {
+        let args = [&["push"][..], Self::REMOTE_FLAGS, &[reference]].concat();
+        self.run(h, &args, None)
+    }
+
+    /// Removes the local `reference` (if present), then `pull`s it; on success, checks
+    /// that the pulled image is `expect`.
+    fn pull(&self, h: &Harness, reference: &str, expect: &OciImage) -> Outcome {
+        let _ = self.run(h, &["rmi", "--force", reference], None);
+        let args = [&["pull"][..], Self::REMOTE_FLAGS, &[reference]].concat();
+        let outcome = self.run(h, &args, None);
+        if outcome.status.success() {
+            let id = self
+                .run(
+                    h,
+                    &["image", "inspect", "--format", "{{.Id}}", reference],
+                    None,
+                )
+                .assert_ok()
+                .stdout
+                .trim()
+                .to_owned();
+            assert_eq!(
+                format!("{}{id}", Self::ID_PREFIX),
+                image_id(expect),
+                "{} pulled another image than {} for {reference}",
+                Self::NAME,
+                expect.dir.display()
+            );
+        }
+        outcome
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // podman
 // ---------------------------------------------------------------------------------------
 
@@ -363,6 +450,23 @@ impl Podman {
         }
     }
 
+    /// Makes the auth file hold what `docker login` stores for a token server that hands
+    /// out refresh tokens: the user name without password, and the identity token.
+    pub fn use_identity_token(&self, host: &str, user: &str, token: &str) {
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:"));
+        let file = serde_json::json!({
+            "auths": { host: { "auth": auth, "identitytoken": token } }
+        });
+        fs::write(&self.authfile, file.to_string()).expect("write podman auth file");
+    }
+}
+
+impl ImageCli for Podman {
+    const NAME: &'static str = "podman";
+    const REMOTE_FLAGS: &'static [&'static str] = &["--tls-verify=false"];
+    // `{{.Id}}` is the bare hex digest.
+    const ID_PREFIX: &'static str = "sha256:";
+
     fn command(&self, args: &[&str]) -> Command {
         let d = |rel: &str| self.dir.join(rel);
         let mut cmd = Command::new(&self.bin);
@@ -392,85 +496,9 @@ impl Podman {
         cmd
     }
 
-    fn run(&self, h: &Harness, args: &[&str], stdin: Option<&[u8]>) -> Outcome {
-        run_client(
-            h,
-            format!("podman {}", args.join(" ")),
-            self.command(args),
-            stdin,
-        )
-    }
-
-    /// `podman load` of `image` tagged `reference`.
-    pub fn load(&self, h: &Harness, image: &OciImage, reference: &str) {
-        let archive = docker_archive(h, image, reference);
-        self.run(h, &["load", "-q", "-i", &archive.to_string_lossy()], None)
-            .assert_ok();
-    }
-
-    /// `podman login --password-stdin`.
-    pub fn login(&self, h: &Harness, host: &str, (user, password): (&str, &str)) -> Outcome {
-        self.run(
-            h,
-            &[
-                "login",
-                "--tls-verify=false",
-                "-u",
-                user,
-                "--password-stdin",
-                host,
-            ],
-            Some(format!("{password}\n").as_bytes()),
-        )
-    }
-
-    /// `podman logout --all`, asserted.
-    pub fn logout(&self, h: &Harness) {
+    /// `podman logout --all` (so from `host` too), asserted.
+    fn logout(&self, h: &Harness, _host: &str) {
         self.run(h, &["logout", "--all"], None).assert_ok();
-    }
-
-    /// Makes the auth file hold what `docker login` stores for a token server that hands
-    /// out refresh tokens: the user name without password, and the identity token.
-    pub fn use_identity_token(&self, host: &str, user: &str, token: &str) {
-        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:"));
-        let file = serde_json::json!({
-            "auths": { host: { "auth": auth, "identitytoken": token } }
-        });
-        fs::write(&self.authfile, file.to_string()).expect("write podman auth file");
-    }
-
-    pub fn tag(&self, h: &Harness, from: &str, to: &str) {
-        self.run(h, &["tag", from, to], None).assert_ok();
-    }
-
-    pub fn push(&self, h: &Harness, reference: &str) -> Outcome {
-        self.run(h, &["push", "--tls-verify=false", reference], None)
-    }
-
-    /// Removes the local `reference` (if present), then `podman pull`s it; on success,
-    /// checks that the pulled image is `expect`.
-    pub fn pull(&self, h: &Harness, reference: &str, expect: &OciImage) -> Outcome {
-        let _ = self.run(h, &["rmi", "--force", reference], None);
-        let outcome = self.run(h, &["pull", "--tls-verify=false", reference], None);
-        if outcome.status.success() {
-            let id = self
-                .run(
-                    h,
-                    &["image", "inspect", "--format", "{{.Id}}", reference],
-                    None,
-                )
-                .assert_ok()
-                .stdout
-                .trim()
-                .to_owned();
-            assert_eq!(
-                format!("sha256:{id}"),
-                image_id(expect),
-                "podman pulled another image than {} for {reference}",
-                expect.dir.display()
-            );
-        }
-        outcome
     }
 }
 
@@ -534,7 +562,22 @@ pub fn start_dockerd(h: &mut Harness, containerd: &Containerd) -> Docker {
 }
 
 impl Docker {
-    fn run(&self, h: &Harness, args: &[&str], stdin: Option<&[u8]>) -> Outcome {
+    /// What `docker login` stored for `host` in `config.json` (its `auths` entry).
+    pub fn stored_login(&self, host: &str) -> serde_json::Value {
+        let text = fs::read_to_string(self.config.join("config.json")).unwrap_or_default();
+        let config: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        config["auths"][host].clone()
+    }
+}
+
+impl ImageCli for Docker {
+    const NAME: &'static str = "docker";
+    // dockerd treats 127.0.0.0/8 registries as insecure by itself.
+    const REMOTE_FLAGS: &'static [&'static str] = &[];
+    // `{{.Id}}` is `sha256:<hex>` already.
+    const ID_PREFIX: &'static str = "";
+
+    fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.bin);
         cmd.arg("--config")
             .arg(&self.config)
@@ -544,67 +587,11 @@ impl Docker {
             .env_remove("DOCKER_HOST")
             .env_remove("DOCKER_CONFIG")
             .env_remove("DOCKER_CONTEXT");
-        run_client(h, format!("docker {}", args.join(" ")), cmd, stdin)
+        cmd
     }
 
-    /// `docker load` of `image` tagged `reference`.
-    pub fn load(&self, h: &Harness, image: &OciImage, reference: &str) {
-        let archive = docker_archive(h, image, reference);
-        self.run(h, &["load", "-q", "-i", &archive.to_string_lossy()], None)
-            .assert_ok();
-    }
-
-    /// `docker login --password-stdin`.
-    pub fn login(&self, h: &Harness, host: &str, (user, password): (&str, &str)) -> Outcome {
-        self.run(
-            h,
-            &["login", "-u", user, "--password-stdin", host],
-            Some(format!("{password}\n").as_bytes()),
-        )
-    }
-
-    pub fn logout(&self, h: &Harness, host: &str) {
+    /// `docker logout HOST`, asserted.
+    fn logout(&self, h: &Harness, host: &str) {
         self.run(h, &["logout", host], None).assert_ok();
-    }
-
-    /// What `docker login` stored for `host` in `config.json` (its `auths` entry).
-    pub fn stored_login(&self, host: &str) -> serde_json::Value {
-        let text = fs::read_to_string(self.config.join("config.json")).unwrap_or_default();
-        let config: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        config["auths"][host].clone()
-    }
-
-    pub fn tag(&self, h: &Harness, from: &str, to: &str) {
-        self.run(h, &["tag", from, to], None).assert_ok();
-    }
-
-    pub fn push(&self, h: &Harness, reference: &str) -> Outcome {
-        self.run(h, &["push", reference], None)
-    }
-
-    /// Removes the local `reference` (if present), then `docker pull`s it; on success,
-    /// checks that the pulled image is `expect`.
-    pub fn pull(&self, h: &Harness, reference: &str, expect: &OciImage) -> Outcome {
-        let _ = self.run(h, &["rmi", "--force", reference], None);
-        let outcome = self.run(h, &["pull", reference], None);
-        if outcome.status.success() {
-            let id = self
-                .run(
-                    h,
-                    &["image", "inspect", "--format", "{{.Id}}", reference],
-                    None,
-                )
-                .assert_ok()
-                .stdout
-                .trim()
-                .to_owned();
-            assert_eq!(
-                id,
-                image_id(expect),
-                "docker pulled another image than {} for {reference}",
-                expect.dir.display()
-            );
-        }
-        outcome
     }
 }
