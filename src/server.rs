@@ -83,9 +83,13 @@ fn bind_one(spec: &ListenSpec, backlog: u32) -> anyhow::Result<BoundListener> {
                 .bind(&SockAddr::unix(path)?)
                 .and_then(|()| socket.listen(backlog))
                 .with_context(|| format!("failed to bind {label}"))?;
-            if let ListenSpec::Detailed(options) = spec {
-                apply_socket_options(path, options.mode.as_deref(), options.group.as_deref())?;
-            }
+            let (mode, group) = match spec {
+                ListenSpec::Detailed(options) => {
+                    (options.mode.as_deref(), options.group.as_deref())
+                }
+                ListenSpec::Address(_) => (None, None),
+            };
+            apply_socket_options(path, mode, group, spec.trusted())?;
             let listener = UnixListener::from_std(std::os::unix::net::UnixListener::from(socket))?;
             (ListenerSocket::Unix(listener), Some(path.clone()))
         }
@@ -121,10 +125,19 @@ fn remove_stale_socket(path: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// Mode of a unix socket without an explicit `mode`: nginx's workers run as
+/// another user and must be able to connect, and such a socket is exactly as
+/// reachable as a loopback TCP port.
+const DEFAULT_SOCKET_MODE: u32 = 0o666;
+/// Mode of a trusted unix socket without an explicit `mode`: its clients may
+/// name the user, so only its owner and `group` (nginx's) may connect.
+const DEFAULT_TRUSTED_SOCKET_MODE: u32 = 0o660;
+
 fn apply_socket_options(
     path: &Path,
     mode: Option<&str>,
     group: Option<&str>,
+    trusted: bool,
 ) -> anyhow::Result<()> {
     if let Some(group) = group {
         let gid = nix::unistd::Group::from_name(group)
@@ -134,11 +147,13 @@ fn apply_socket_options(
         std::os::unix::fs::chown(path, None, Some(gid.as_raw()))
             .with_context(|| format!("cannot give {} to group {group}", path.display()))?;
     }
-    if let Some(mode) = mode {
-        let mode = parse_socket_mode(mode).map_err(anyhow::Error::msg)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-            .with_context(|| format!("cannot set mode of {}", path.display()))?;
-    }
+    let mode = match mode {
+        Some(mode) => parse_socket_mode(mode).map_err(anyhow::Error::msg)?,
+        None if trusted => DEFAULT_TRUSTED_SOCKET_MODE,
+        None => DEFAULT_SOCKET_MODE,
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set mode of {}", path.display()))?;
     Ok(())
 }
 

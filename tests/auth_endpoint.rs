@@ -57,7 +57,11 @@ impl Sidecar {
             "service": SERVICE,
             "issuer": ISSUER,
             "realm": realm,
-            "listen": [addr, { "address": format!("unix:{}", socket.display()), "trusted": true }],
+            "listen": [
+                addr,
+                { "address": format!("unix:{}", socket.display()), "trusted": true },
+                format!("unix:{}", h.file("plain.sock").display()),
+            ],
             "token": { "algorithm": "ES256", "private_key": "token.key", "certificate": "token.crt" },
             "users": {
                 "alice": { "password": hash_password("alice-pw"), "groups": ["staff"] },
@@ -368,6 +372,21 @@ fn trusted_proxy_user_only_on_trusted_listeners() {
     let r = s.ask(&s.unix, "GET", push, &[("Authorization", &bearer)]);
     assert_eq!(r.status, 200);
     assert_eq!(r.header("remote-user"), Some("anonymous"));
+}
+
+#[test]
+fn unix_sockets_default_to_modes_nginx_can_use() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Sidecar::start("auth-socket-modes", json!({}));
+    let mode = |name: &str| {
+        std::fs::metadata(s.h.file(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("regauth.sock"), 0o660, "trusted: owner and group only");
+    assert_eq!(mode("plain.sock"), 0o666, "as reachable as loopback TCP");
 }
 
 #[test]
