@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use zeroize::Zeroizing;
 
 use crate::keys::{self, Algorithm};
-use crate::snapshot::{write_new_file, Snapshot};
+use crate::snapshot::{write_new_file, MissingKeys, Snapshot};
 
 /// Reads a password (no-echo prompt on a terminal, else one line of
 /// stdin) and prints its bcrypt hash. Never takes the password on argv,
@@ -67,8 +67,15 @@ pub fn keygen(
 pub fn check_config(path: &Path) -> anyhow::Result<()> {
     // Absolute, so that every path in the summary and in errors is too.
     let path = std::path::absolute(path)?;
-    let snapshot = Snapshot::load(&path)?;
+    let snapshot = Snapshot::load_with(&path, MissingKeys::Preview)?;
     print!("{}", snapshot.summary());
+    let key = &snapshot.config.token.private_key;
+    if !key.exists() {
+        println!(
+            "note:      {} does not exist yet; `serve` will generate it (token.generate_if_missing)",
+            key.display()
+        );
+    }
     println!("configuration OK");
     Ok(())
 }

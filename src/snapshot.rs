@@ -101,10 +101,26 @@ fn read(path: &Path) -> Result<String, LoadError> {
     })
 }
 
+/// What loading does about key files missing under `token.generate_if_missing`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingKeys {
+    /// Create them (`serve` and reloads).
+    Create,
+    /// Make a throwaway pair in memory and write nothing (`check-config`,
+    /// which must not change the files it checks).
+    Preview,
+}
+
 impl Snapshot {
-    /// Reads and validates the config file and every file it names.
+    /// Reads and validates the config file and every file it names,
+    /// creating missing keys where the config asks for that.
     /// Blocking: call it from a blocking thread once the runtime runs.
     pub fn load(config_path: &Path) -> Result<Snapshot, LoadError> {
+        Snapshot::load_with(config_path, MissingKeys::Create)
+    }
+
+    /// [`Snapshot::load`], choosing what happens to missing keys.
+    pub fn load_with(config_path: &Path, missing_keys: MissingKeys) -> Result<Snapshot, LoadError> {
         let text = read(config_path)?;
         let base_dir = config_path.parent().unwrap_or(Path::new("."));
         let config = Config::parse(&text, base_dir).map_err(|source| LoadError::Config {
@@ -136,7 +152,7 @@ impl Snapshot {
             cause: source,
         })?;
 
-        let signing_key = load_signing_key(&config)?;
+        let signing_key = load_signing_key(&config, missing_keys)?;
         source_files.push(config.token.private_key.clone());
         source_files.extend(config.token.certificate.clone());
         let mut verifying_keys = vec![signing_key.verifying.clone()];
@@ -203,11 +219,14 @@ impl Snapshot {
     }
 }
 
-fn load_signing_key(config: &Config) -> Result<SigningKey, LoadError> {
+fn load_signing_key(config: &Config, missing_keys: MissingKeys) -> Result<SigningKey, LoadError> {
     let settings = &config.token;
     let key_path = &settings.private_key;
     if settings.generate_if_missing && !key_path.exists() {
-        generate_key_files(config)?;
+        match missing_keys {
+            MissingKeys::Create => generate_key_files(config)?,
+            MissingKeys::Preview => return preview_signing_key(config),
+        }
     }
     check_key_permissions(key_path)?;
     let key_pem = read(key_path)?;
@@ -225,6 +244,24 @@ fn load_signing_key(config: &Config) -> Result<SigningKey, LoadError> {
         path: key_path.clone(),
         cause: source,
     })
+}
+
+/// A throwaway key of the configured kind, so that everything else can be
+/// checked before the first `serve` creates the real one.
+fn preview_signing_key(config: &Config) -> Result<SigningKey, LoadError> {
+    let settings = &config.token;
+    let key_error = |source| LoadError::Key {
+        path: settings.private_key.clone(),
+        cause: source,
+    };
+    let (key_pem, certificate_pem) =
+        keys::generate(settings.algorithm, &config.service).map_err(key_error)?;
+    let certificate_pem = settings
+        .certificate
+        .as_ref()
+        .map(|_| certificate_pem.as_str());
+    SigningKey::from_pem(&key_pem, certificate_pem, settings.algorithm, settings.kid)
+        .map_err(key_error)
 }
 
 /// Creates a development key pair next to the config, refusing to touch a

@@ -100,3 +100,31 @@ fn pulp_basic_mode_everyone_pulls_staff_pushes() {
         "delete,pull,push"
     );
 }
+
+#[test]
+fn check_config_validates_the_default_config_without_writing_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("regauth.json");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/regauth.json"),
+        &config,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_regauth"))
+        .arg("check-config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("configuration OK"), "{stdout}");
+    assert!(stdout.contains("`serve` will generate it"), "{stdout}");
+    assert!(
+        !dir.path().join("keys").exists(),
+        "check-config wrote key files"
+    );
+}
