@@ -13,11 +13,6 @@ use zeroize::Zeroizing;
 
 use crate::users::{User, Users};
 
-/// Checked against when the user does not exist, so that an unknown name
-/// costs the same bcrypt work as a wrong password (no timing oracle).
-/// It is the hash of a random string nobody knows; cost 10 like the default.
-const DUMMY_HASH: &str = "$2y$10$iRxq4as0aXEICViLH46Uhu.TuA/9/2EEWcq.d5vwRDBJMy3xv1gFq";
-
 /// Why credentials were not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
@@ -73,7 +68,8 @@ impl CredentialChecker {
         password: &str,
     ) -> Result<User, CredentialError> {
         let user = users.get(name);
-        let stored_hash = user.map_or(DUMMY_HASH, |u| u.password_hash.as_str());
+        // An unknown name costs the same bcrypt work as a wrong password.
+        let stored_hash = user.map_or(users.unknown_user_hash(), |u| u.password_hash.as_str());
         let cache_key = self.cache_key(name, password, stored_hash);
         if self.verified.contains_key(&cache_key) {
             metrics::counter!("regauth_credential_cache_total", "result" => "hit").increment(1);

@@ -10,6 +10,7 @@
 //!   [`scope`] (the scope grammar), [`acl`] (ordered rules, first match),
 //!   [`pattern`] (ACL name globs and their linear-time matcher),
 //!   [`route`] (original method + URI → the access it needs),
+//!   [`media_type`] (a `Content-Type` read the way Go reads it),
 //!   [`token`] (JWT claims, signing and verification), [`keys`] (PEM keys,
 //!   key IDs, certificates).
 //! - Configuration: [`config`] (the JSON document), [`users`] (inline users
@@ -30,6 +31,7 @@ pub mod config;
 pub mod credentials;
 pub mod http;
 pub mod keys;
+pub mod media_type;
 pub mod metrics;
 pub mod pattern;
 pub mod reload;

@@ -12,6 +12,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::media_type::{self, FORM_MEDIA_TYPES};
 use crate::scope::{self, ResourceScope, ScopeError};
 
 /// Longest tag the reference grammar allows.
@@ -99,23 +100,30 @@ pub enum RouteError {
         /// The refused media type.
         media_type: &'static str,
     },
+    /// A write whose `Content-Type` is not printable ASCII: what the
+    /// registry would make of it cannot be told.
+    #[error("a Content-Type that is not printable ASCII is refused on registry writes")]
+    UnreadableContentType,
 }
 
-/// Refuses a write whose body is a form. The registry reads request
-/// parameters with Go's `FormValue`, which also parses form bodies of POST,
-/// PUT and PATCH, so a blob mount's `from` could hide in a body the sidecar
-/// never sees. No registry client sends form bodies, so nothing real is lost.
-pub fn refuse_form_body(method: &str, content_type: Option<&str>) -> Result<(), RouteError> {
+/// Refuses a write whose body is, or might be, a form. The registry reads
+/// request parameters with Go's `FormValue`, which also parses form bodies
+/// of POST, PUT and PATCH, so a blob mount's `from` could hide in a body the
+/// sidecar never sees. Every `Content-Type` value counts, and one that is
+/// not printable ASCII is refused too: Go might still read it as a form. No
+/// registry client sends such bodies, so nothing real is lost.
+pub fn refuse_form_body(method: &str, content_types: &[&[u8]]) -> Result<(), RouteError> {
     if !matches!(method, "POST" | "PUT" | "PATCH") {
         return Ok(());
     }
-    let media_type = content_type
-        .and_then(|value| value.split(';').next())
-        .map(str::trim)
-        .unwrap_or("");
-    for form in ["application/x-www-form-urlencoded", "multipart/form-data"] {
-        if media_type.eq_ignore_ascii_case(form) {
-            return Err(RouteError::FormBody { media_type: form });
+    for value in content_types {
+        match media_type::media_type(value) {
+            None => return Err(RouteError::UnreadableContentType),
+            Some(found) => {
+                if let Some(form) = FORM_MEDIA_TYPES.iter().find(|form| **form == found) {
+                    return Err(RouteError::FormBody { media_type: form });
+                }
+            }
         }
     }
     Ok(())
@@ -401,13 +409,22 @@ fn unknown_endpoint(path: &str) -> RouteError {
 mod tests {
     #[test]
     fn form_bodies_are_refused_on_writes_only() {
-        use super::refuse_form_body;
-        let form = Some("application/x-www-form-urlencoded; charset=utf-8");
-        assert!(refuse_form_body("POST", form).is_err());
-        assert!(refuse_form_body("PATCH", Some("Multipart/Form-Data; boundary=x")).is_err());
-        assert!(refuse_form_body("GET", form).is_ok());
-        assert!(refuse_form_body("PUT", Some("application/octet-stream")).is_ok());
-        assert!(refuse_form_body("POST", None).is_ok());
+        use super::{refuse_form_body, RouteError};
+        let form: &[u8] = b"application/x-www-form-urlencoded; charset=utf-8";
+        assert!(refuse_form_body("POST", &[form]).is_err());
+        assert!(refuse_form_body("PATCH", &[b"Multipart/Form-Data; boundary=x"]).is_err());
+        assert!(refuse_form_body("GET", &[form]).is_ok());
+        assert!(refuse_form_body("PUT", &[b"application/octet-stream"]).is_ok());
+        assert!(refuse_form_body("POST", &[]).is_ok());
+        // Any of several values, and values we cannot read, count.
+        assert!(refuse_form_body("POST", &[b"application/octet-stream", form]).is_err());
+        assert!(matches!(
+            refuse_form_body(
+                "POST",
+                &[b"application/x-www-form-urlencoded; charset=\xe9"]
+            ),
+            Err(RouteError::UnreadableContentType)
+        ));
     }
 
     use super::*;

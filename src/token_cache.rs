@@ -16,6 +16,21 @@ struct Entry {
     time_to_live: Duration,
 }
 
+/// One unit per started 512 bytes of access claims: an ordinary token
+/// (a few resources) weighs 1.
+fn weight(claims: &AccessClaims) -> u32 {
+    let bytes: usize = claims
+        .access
+        .iter()
+        .map(|entry| {
+            let actions: usize = entry.actions.iter().map(|action| action.len() + 3).sum();
+            entry.name.len() + entry.resource_type.len() + actions + 32
+        })
+        .sum::<usize>()
+        + claims.sub.len();
+    u32::try_from(1 + bytes / 512).unwrap_or(u32::MAX)
+}
+
 /// Lets each entry expire when its token does.
 struct ExpireWithToken;
 
@@ -37,11 +52,14 @@ pub struct TokenCache {
 }
 
 impl TokenCache {
-    /// A cache of at most `capacity` tokens.
+    /// A cache of at most `capacity` ordinary tokens. A token naming many
+    /// resources counts as several, so that the bound holds in bytes too,
+    /// whatever tokens callers present.
     pub fn new(capacity: u64) -> TokenCache {
         TokenCache {
             entries: moka::future::Cache::builder()
                 .max_capacity(capacity)
+                .weigher(|_key, entry: &Entry| weight(&entry.claims))
                 .expire_after(ExpireWithToken)
                 .build(),
         }
@@ -88,5 +106,38 @@ impl TokenCache {
     /// Drops every entry (keys changed).
     pub fn clear(&self) {
         self.entries.invalidate_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::AccessEntry;
+
+    fn claims(resources: usize) -> AccessClaims {
+        AccessClaims {
+            iss: "i".into(),
+            sub: "alice".into(),
+            aud: "s".into(),
+            exp: 0,
+            nbf: 0,
+            iat: 0,
+            jti: "j".into(),
+            access: (0..resources)
+                .map(|i| AccessEntry {
+                    resource_type: "repository".into(),
+                    class: None,
+                    name: format!("team/app-{i}"),
+                    actions: vec!["pull".into(), "push".into()],
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn ordinary_tokens_weigh_one_and_big_ones_more() {
+        assert_eq!(weight(&claims(0)), 1);
+        assert_eq!(weight(&claims(3)), 1);
+        assert!(weight(&claims(128)) >= 10, "{}", weight(&claims(128)));
     }
 }

@@ -1,7 +1,7 @@
 //! The user table: inline users from the config merged with an htpasswd
 //! file. Pure data; password checks live in [`crate::credentials`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use sha2::{Digest, Sha256};
 
@@ -43,9 +43,13 @@ impl User {
 }
 
 /// All known users by name.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Users {
     by_name: HashMap<String, User>,
+    /// Checked against when a name is unknown, so that it costs the same
+    /// bcrypt work as a wrong password: a hash of a random secret, at the
+    /// cost most users' hashes have.
+    unknown_user_hash: String,
 }
 
 impl Users {
@@ -72,7 +76,22 @@ impl Users {
             };
             by_name.insert(name, user);
         }
-        Ok(Users { by_name })
+        let unknown_user_hash = unknown_user_hash(&by_name);
+        Ok(Users {
+            by_name,
+            unknown_user_hash,
+        })
+    }
+
+    /// The hash an unknown user's password is checked against.
+    pub fn unknown_user_hash(&self) -> &str {
+        &self.unknown_user_hash
+    }
+
+    /// How many users have each bcrypt cost. Mixed costs let response times
+    /// tell users apart; `check-config` warns about them.
+    pub fn bcrypt_costs(&self) -> BTreeMap<u32, usize> {
+        bcrypt_costs(&self.by_name)
     }
 
     /// The user of that name, if any.
@@ -89,6 +108,29 @@ impl Users {
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }
+}
+
+fn bcrypt_costs(users: &HashMap<String, User>) -> BTreeMap<u32, usize> {
+    let mut costs = BTreeMap::new();
+    for user in users.values() {
+        if let Ok(parts) = user.password_hash.parse::<bcrypt::HashParts>() {
+            *costs.entry(parts.get_cost()).or_insert(0) += 1;
+        }
+    }
+    costs
+}
+
+/// A fresh hash of a random secret at the most common cost among `users`
+/// (bcrypt's default when there are none).
+fn unknown_user_hash(users: &HashMap<String, User>) -> String {
+    let cost = bcrypt_costs(users)
+        .iter()
+        .max_by_key(|(cost, count)| (**count, **cost))
+        .map_or(bcrypt::DEFAULT_COST, |(cost, _)| *cost);
+    let secret: [u8; 32] = rand::random();
+    // Hashing 32 random bytes at a cost taken from valid hashes cannot
+    // fail; were it to, an unmatchable string still refuses every password.
+    bcrypt::hash(secret, cost).unwrap_or_else(|_| "!".to_owned())
 }
 
 /// Parses an htpasswd file. Only bcrypt lines are accepted: the other
@@ -157,6 +199,27 @@ mod tests {
         let users = Users::build([(&name, &spec)], vec![("bob".into(), HASH.into())]).unwrap();
         assert_eq!(users.get("alice").unwrap().groups, vec!["staff".to_owned()]);
         assert!(users.get("bob").unwrap().groups.is_empty());
+    }
+
+    #[test]
+    fn unknown_users_cost_what_most_users_cost() {
+        let cheap = bcrypt::hash("x", 4).unwrap();
+        let spec = |password: &str| UserSpec {
+            password: password.to_owned(),
+            groups: vec![],
+        };
+        let (a, b) = ("a".to_owned(), "b".to_owned());
+        let (sa, sb) = (spec(&cheap), spec(&cheap));
+        let users = Users::build([(&a, &sa), (&b, &sb)], vec![("c".into(), HASH.into())]).unwrap();
+        let dummy: bcrypt::HashParts = users.unknown_user_hash().parse().unwrap();
+        assert_eq!(dummy.get_cost(), 4);
+        assert_eq!(users.bcrypt_costs(), BTreeMap::from([(4, 2), (10, 1)]));
+        let other = Users::build([(&a, &sa)], vec![]).unwrap();
+        assert_ne!(
+            users.unknown_user_hash(),
+            other.unknown_user_hash(),
+            "fresh salt"
+        );
     }
 
     #[test]

@@ -308,6 +308,31 @@ fn confusing_requests_are_forbidden() {
     ];
     let r = s.ask(&s.tcp, "POST", "/v2/a/blobs/uploads/", &form);
     assert_eq!(r.status, 403, "{}", r.text());
+    // Go still reads a form when a parameter is not ASCII: so must we refuse it.
+    let disguised = [
+        ("Authorization", bearer.as_str()),
+        (
+            "Content-Type",
+            "application/x-www-form-urlencoded; charset=\u{e9}",
+        ),
+    ];
+    let r = s.ask(&s.tcp, "POST", "/v2/a/blobs/uploads/", &disguised);
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("not printable ASCII"), "{}", r.text());
+    // A non-ASCII original URI is named as such, not as a missing header.
+    let r = s.ask(
+        &s.tcp,
+        "GET",
+        "/v2/caf\u{e9}/manifests/1",
+        &[("Authorization", &bearer)],
+    );
+    assert_eq!(r.status, 403);
+    assert!(
+        r.text()
+            .contains("X-Original-URI is empty or not printable ASCII"),
+        "{}",
+        r.text()
+    );
     // A subrequest without the original URI is a broken nginx config.
     let r = get(&s.tcp, "/auth", &[("X-Original-Method", "GET")]);
     assert_eq!(r.status, 403);

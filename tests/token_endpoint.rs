@@ -39,6 +39,7 @@ impl Server {
                 { "account": "bob", "name": "alice/**", "actions": ["pull"] },
                 { "name": "public/**", "actions": ["pull"] },
             ],
+            "limits": { "header_read_timeout_secs": 2 },
         });
         let ep = Endpoint::Tcp(addr);
         start_regauth(&mut h, &config, &ep);
@@ -351,6 +352,13 @@ fn refresh_tokens_live_until_the_password_changes() {
         "alice"
     );
 
+    // Asking for offline access that way renews nothing: the same token comes back.
+    let again = server.get("/token?offline_token=true", Some(("", &refresh)));
+    assert_eq!(
+        again.json()["refresh_token"].as_str(),
+        Some(refresh.as_str())
+    );
+
     // A refresh token is not an access token, and a tampered one is refused.
     let tampered = forge_jwt(&refresh, |c| c["sub"] = json!("bob"));
     let r = server.post_form(&format!(
@@ -381,4 +389,28 @@ fn refresh_tokens_live_until_the_password_changes() {
         server.get("/token", Some(("alice", "alice-new-pw"))).status,
         200
     );
+}
+
+#[test]
+fn a_stalled_body_is_answered_408_and_frees_its_connection() {
+    use std::io::{Read, Write};
+    let server = Server::start("token-stall");
+    let Endpoint::Tcp(addr) = &server.ep else {
+        unreachable!()
+    };
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    // Headers promising a body that never comes.
+    stream
+        .write_all(
+            b"POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ngrant_type=",
+        )
+        .unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"TIMEOUT\""), "{answer}");
 }

@@ -9,14 +9,15 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
 use super::basic::{presented, Presented};
-use super::{unix_now, ApiError, Body, Connection};
+use super::{basic_challenge, unix_now, ApiError, Body, Connection};
 use crate::acl::Subject;
-use crate::config::AuthMode;
+use crate::config::{AuthMode, AuthSettings};
 use crate::scope::ResourceScope;
 use crate::snapshot::Snapshot;
 use crate::state::State;
@@ -60,40 +61,36 @@ pub async fn handle(
     connection: &Connection,
     request: &Request<Incoming>,
 ) -> Response<Body> {
-    let settings = &snapshot.config.auth;
-    let header = |name: &str| {
-        request
-            .headers()
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .filter(|value| !value.is_empty())
+    let original = original_request(request.headers(), &snapshot.config.auth);
+    let (method, path) = match &original {
+        Ok((method, uri)) => (*method, uri.split('?').next().unwrap_or(uri)),
+        Err(_) => ("", ""),
     };
-    let method = header(&settings.method_header);
-    let uri = header(&settings.uri_header);
-    let path = uri.map(|uri| uri.split('?').next().unwrap_or(uri));
 
     let mut needed = Vec::new();
-    let decision = match (method, uri) {
-        (Some(method), Some(uri)) => match crate::route::refuse_form_body(
-            method,
-            header(http::header::CONTENT_TYPE.as_str()),
-        )
-        .and_then(|()| crate::route::required_access(method, uri))
-        {
-            Ok(access) => {
-                needed = access;
-                decide(state, snapshot, connection, request, &needed).await
+    let decision = match original {
+        Ok((method, uri)) => {
+            let content_types: Vec<&[u8]> = request
+                .headers()
+                .get_all(CONTENT_TYPE)
+                .iter()
+                .map(|value| value.as_bytes())
+                .collect();
+            match crate::route::refuse_form_body(method, &content_types)
+                .and_then(|()| crate::route::required_access(method, uri))
+            {
+                Ok(access) => {
+                    needed = access;
+                    decide(state, snapshot, connection, request, &needed).await
+                }
+                Err(error) => Decision::Deny {
+                    reason: error.to_string(),
+                    account: None,
+                },
             }
-            Err(error) => Decision::Deny {
-                reason: error.to_string(),
-                account: None,
-            },
-        },
-        _ => Decision::Deny {
-            reason: format!(
-                "the subrequest lacks {} or {}: check the nginx include",
-                settings.uri_header, settings.method_header
-            ),
+        }
+        Err(reason) => Decision::Deny {
+            reason,
             account: None,
         },
     };
@@ -110,12 +107,22 @@ pub async fn handle(
         }
         | Decision::Deny { reason, account } => (account.as_deref().unwrap_or(""), reason.as_str()),
     };
+    // Behind nginx the peer is the proxy; its X-Forwarded-For names the
+    // client, and is believed only where the proxy is (trusted listeners).
+    let forwarded_for = request
+        .headers()
+        .get("x-forwarded-for")
+        .filter(|_| connection.trusted)
+        .and_then(|value| value.to_str().ok())
+        .map(crate::scope::excerpt)
+        .unwrap_or_default();
     tracing::info!(
         target: "regauth::audit",
         account,
         peer = %connection.peer,
-        method = method.unwrap_or(""),
-        path = path.unwrap_or(""),
+        forwarded_for,
+        method,
+        path,
         needed = %needed_text,
         outcome = decision.outcome(),
         reason,
@@ -124,6 +131,26 @@ pub async fn handle(
     metrics::counter!("regauth_auth_decisions_total", "outcome" => decision.outcome()).increment(1);
 
     answer(snapshot, decision, &needed_text)
+}
+
+/// The original request nginx describes in the subrequest's headers.
+/// Missing and unreadable headers are told apart: they have different
+/// causes (a broken include, a client's raw non-ASCII request line).
+fn original_request<'h>(
+    headers: &'h HeaderMap,
+    settings: &AuthSettings,
+) -> Result<(&'h str, &'h str), String> {
+    let read = |name: &str| match headers.get(name) {
+        None => Err(format!(
+            "the subrequest lacks {name}: check the nginx include"
+        )),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .filter(|text| !text.is_empty())
+            .ok_or_else(|| format!("{name} is empty or not printable ASCII")),
+    };
+    Ok((read(&settings.method_header)?, read(&settings.uri_header)?))
 }
 
 async fn decide(
@@ -144,7 +171,9 @@ async fn decide(
             Some(user) if connection.trusted => {
                 return decide_by_acl(snapshot, Some(user), needed, true);
             }
-            Some(_) => tracing::warn!(
+            // Debug only: any client of an untrusted listener could
+            // otherwise fill the log with this line.
+            Some(_) => tracing::debug!(
                 peer = %connection.peer,
                 header = header.as_str(),
                 "ignoring a front-proxy user header on a listener not marked trusted"
@@ -324,7 +353,7 @@ fn answer(snapshot: &Snapshot, decision: Decision, needed_text: &str) -> Respons
         }
         Decision::Challenge { error, .. } => {
             let challenge = match config.auth.mode {
-                AuthMode::Basic => format!("Basic realm=\"{}\"", config.service),
+                AuthMode::Basic => basic_challenge(&config.service),
                 AuthMode::Token => {
                     bearer_challenge(&config.realm, &config.service, needed_text, error)
                 }

@@ -71,6 +71,9 @@ pub enum ApiError {
     /// The body is larger than the endpoint accepts.
     #[error("request body too large")]
     PayloadTooLarge,
+    /// The body did not arrive in time.
+    #[error("request body not received in time")]
+    RequestTimeout,
     /// Our fault; the detail goes to the log, not to the client.
     #[error("internal error: {0}")]
     Internal(String),
@@ -85,6 +88,7 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -97,6 +101,7 @@ impl ApiError {
             ApiError::NotFound => "NOT_FOUND",
             ApiError::MethodNotAllowed { .. } => "UNSUPPORTED",
             ApiError::PayloadTooLarge => "SIZE_INVALID",
+            ApiError::RequestTimeout => "TIMEOUT",
             ApiError::Internal(_) => "UNKNOWN",
         }
     }
@@ -128,6 +133,12 @@ impl ApiError {
         }
         response
     }
+}
+
+/// The challenge for Basic credentials, from the token endpoint and from
+/// `/auth` in Basic mode alike.
+pub fn basic_challenge(service: &str) -> String {
+    format!("Basic realm=\"{service}\"")
 }
 
 /// A JSON response that no cache may keep (it may hold a token).

@@ -8,8 +8,13 @@ use super::ApiError;
 use crate::scope::{parse_scopes, ResourceScope};
 use crate::snapshot::Snapshot;
 
+/// Most resources one token may name. Real clients ask for one to three
+/// (a push with a cross-repository mount); the bound keeps tokens, the
+/// `/auth` cache and log lines small whatever a caller sends.
+pub const MAX_RESOURCES: usize = 128;
+
 /// Request parameters, decoded as `application/x-www-form-urlencoded`
-/// (Go clients encode spaces as `+`).
+/// (Go clients encode spaces as `+`), in order.
 pub struct Params<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
 
 impl<'a> Params<'a> {
@@ -49,12 +54,23 @@ impl<'a> Params<'a> {
             .map(|(_, value)| value.as_ref())
     }
 
-    /// Every requested scope: repeated fields, each possibly space-joined.
+    /// Every requested scope: repeated fields, each possibly space-joined,
+    /// at most [`MAX_RESOURCES`] resources.
     pub fn scopes(&self) -> Result<Vec<ResourceScope>, ApiError> {
-        parse_scopes(self.all("scope")).map_err(|e| ApiError::BadRequest {
+        let scopes = parse_scopes(self.all("scope")).map_err(|e| ApiError::BadRequest {
             code: "INVALID_SCOPE",
             message: e.to_string(),
-        })
+        })?;
+        if scopes.len() > MAX_RESOURCES {
+            return Err(ApiError::BadRequest {
+                code: "INVALID_SCOPE",
+                message: format!(
+                    "{} resources requested; at most {MAX_RESOURCES} fit in one token",
+                    scopes.len()
+                ),
+            });
+        }
+        Ok(scopes)
     }
 
     /// `service` may be left out (the configured one is meant); any other
@@ -65,7 +81,8 @@ impl<'a> Params<'a> {
                 Err(ApiError::BadRequest {
                     code: "UNSUPPORTED_VALUE",
                     message: format!(
-                        "unknown service `{service}`; this server issues tokens for `{}`",
+                        "unknown service `{}`; this server issues tokens for `{}`",
+                        crate::scope::excerpt(service),
                         snapshot.config.service
                     ),
                 })
@@ -89,5 +106,21 @@ mod tests {
         );
         assert!(params.single("service").is_err());
         assert_eq!(params.scopes().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn resources_per_token_are_bounded() {
+        let many: String = (0..=MAX_RESOURCES)
+            .map(|i| format!("scope=repository%3Ar{i}%3Apull&"))
+            .collect();
+        let error = Params::parse(many.as_bytes()).scopes().unwrap_err();
+        assert!(error.to_string().contains("at most 128"), "{error}");
+        let fits: String = (0..MAX_RESOURCES)
+            .map(|i| format!("scope=repository%3Ar{i}%3Apull&"))
+            .collect();
+        assert_eq!(
+            Params::parse(fits.as_bytes()).scopes().unwrap().len(),
+            MAX_RESOURCES
+        );
     }
 }

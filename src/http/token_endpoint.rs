@@ -2,6 +2,8 @@
 //! `POST` form (password and refresh_token grants). Parse the request, find
 //! who asks, let the ACL grant the intersection, sign, answer.
 
+use std::time::Duration;
+
 use http::header::CONTENT_TYPE;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -10,8 +12,9 @@ use serde_json::json;
 
 use super::basic::{presented, Presented};
 use super::params::Params;
-use super::{json_response, unix_now, ApiError, Body, Connection};
+use super::{basic_challenge, json_response, unix_now, ApiError, Body, Connection};
 use crate::acl::Subject;
+use crate::media_type::{self, FORM_MEDIA_TYPES};
 use crate::scope::ResourceScope;
 use crate::snapshot::Snapshot;
 use crate::state::State;
@@ -71,14 +74,18 @@ pub async fn get(
     };
     let scopes = params.scopes()?;
     // `grant` names how the caller authenticated, for the log.
+    let mut presented_refresh = None;
     let (identity, grant) = match presented(request.headers()) {
         Presented::Nothing => (Identity::anonymous(), "anonymous"),
         // containerd's fallback after a refused POST: the refresh token as
         // the password of an empty user name.
-        Presented::Basic { user, password } if user.is_empty() => (
-            redeem_refresh_token(snapshot, &password, connection)?,
-            "basic_refresh_token",
-        ),
+        Presented::Basic { user, password } if user.is_empty() => {
+            let identity = redeem_refresh_token(snapshot, &password, connection)?;
+            // Asked again for offline access, hand back the same token, as
+            // the refresh grant does: a refresh token must never renew itself.
+            presented_refresh = Some(password.to_string());
+            (identity, "basic_refresh_token")
+        }
         Presented::Basic { user, password } => {
             if let Some(account) = params.single("account")? {
                 if !account.is_empty() && account != user {
@@ -104,7 +111,11 @@ pub async fn get(
             })
         }
     };
-    let refresh = if offline { Refresh::Issue } else { Refresh::No };
+    let refresh = match (offline, presented_refresh) {
+        (false, _) => Refresh::No,
+        (true, Some(presented_token)) => Refresh::Echo(presented_token),
+        (true, None) => Refresh::Issue,
+    };
     let client = params.single("client_id")?.unwrap_or("");
     let request = Issue {
         identity,
@@ -127,13 +138,7 @@ pub async fn post(
     let is_form = request
         .headers()
         .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .is_some_and(|media| {
-            media
-                .trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
+        .is_some_and(|value| media_type::is(value.as_bytes(), FORM_MEDIA_TYPES[0]));
     if !is_form {
         return Err(ApiError::BadRequest {
             code: "UNSUPPORTED_VALUE",
@@ -141,21 +146,26 @@ pub async fn post(
         });
     }
     // Collect works with Content-Length and chunked bodies alike (podman
-    // sends its refresh grant chunked).
-    let body = Limited::new(request.into_body(), MAX_FORM_BYTES)
-        .collect()
-        .await
-        .map_err(|error| {
-            if error.is::<http_body_util::LengthLimitError>() {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::BadRequest {
-                    code: "UNSUPPORTED_VALUE",
-                    message: "could not read the request body".into(),
-                }
+    // sends its refresh grant chunked). A body that stalls must not hold the
+    // connection slot for ever: it gets as long as the headers got.
+    let read_limit = Duration::from_secs(snapshot.config.limits.header_read_timeout_secs);
+    let body = tokio::time::timeout(
+        read_limit,
+        Limited::new(request.into_body(), MAX_FORM_BYTES).collect(),
+    )
+    .await
+    .map_err(|_| ApiError::RequestTimeout)?
+    .map_err(|error| {
+        if error.is::<http_body_util::LengthLimitError>() {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::BadRequest {
+                code: "UNSUPPORTED_VALUE",
+                message: "could not read the request body".into(),
             }
-        })?
-        .to_bytes();
+        }
+    })?
+    .to_bytes();
     let params = Params::parse(&body);
     params.check_service(snapshot)?;
     let grant_type = params.required("grant_type")?;
@@ -206,7 +216,7 @@ pub async fn post(
 fn unauthorized(snapshot: &Snapshot, message: &str) -> ApiError {
     ApiError::Unauthorized {
         message: message.to_owned(),
-        challenge: format!("Basic realm=\"{}\"", snapshot.config.service),
+        challenge: basic_challenge(&snapshot.config.service),
     }
 }
 

@@ -83,7 +83,11 @@ pub fn http(
         .header("Host", host);
     for (name, value) in headers {
         if !name.eq_ignore_ascii_case("transfer-encoding") {
-            request = request.header(*name, *value);
+            // From bytes, so that tests can send what a hostile client would
+            // (non-ASCII header values are legal obs-text on the wire).
+            let value = hyper::header::HeaderValue::from_bytes(value.as_bytes())
+                .map_err(io::Error::other)?;
+            request = request.header(*name, value);
         }
     }
     let body = Bytes::copy_from_slice(body);
