@@ -34,9 +34,14 @@ async fn serve_async(config_path: PathBuf, inherited: Vec<Socket>) -> anyhow::Re
         .await
         .context("config loader failed")??;
     for line in snapshot.summary().lines() {
-        tracing::info!("{line}");
+        // The summary's warnings (a trusted TCP listener, PS256) must stand
+        // out among its lines.
+        match line.strip_prefix("warning:") {
+            Some(warning) => tracing::warn!("{}", warning.trim_start()),
+            None => tracing::info!("{line}"),
+        }
     }
-    let limits = snapshot.config.limits.clone();
+    let backlog = snapshot.config.limits.backlog;
     let listen = snapshot.config.listen.clone();
     let metrics = crate::metrics::install()?;
     let state = Arc::new(State::new(snapshot, config_path, Some(metrics)));
@@ -56,7 +61,7 @@ async fn serve_async(config_path: PathBuf, inherited: Vec<Socket>) -> anyhow::Re
     let shutdown = shutdown_signal()?;
     let mut listeners = server::inherited_listeners(inherited, trust_unix)?;
     if listeners.is_empty() {
-        listeners = server::bind_all(&listen, limits.backlog)?;
+        listeners = server::bind_all(&listen, backlog)?;
     } else {
         tracing::info!(
             count = listeners.len(),
@@ -66,7 +71,7 @@ async fn serve_async(config_path: PathBuf, inherited: Vec<Socket>) -> anyhow::Re
 
     crate::reload::spawn(Arc::clone(&state))?;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    server::run(listeners, state, limits, shutdown).await;
+    server::run(listeners, state, shutdown).await;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     tracing::info!("stopped");
     Ok(())

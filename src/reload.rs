@@ -2,7 +2,10 @@
 //! from (editors and config managers replace files by rename; Kubernetes
 //! swaps a `..data` symlink), and listen for SIGHUP. On either, build a
 //! whole new snapshot off the reactor and swap it in, or log why not and
-//! keep serving the old one.
+//! keep serving the old one. The watched files are those the config on
+//! disk names, loaded or refused, so that fixing a refused config by
+//! creating or repairing one of its files reloads too. Settings that are
+//! used only at start are reported when a reload changes them.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -13,7 +16,8 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::snapshot::Snapshot;
+use crate::config::Config;
+use crate::snapshot::{read_config, Snapshot};
 use crate::state::State;
 
 /// Events closer together than this are one change (a rename-based save
@@ -28,7 +32,8 @@ enum Trigger {
 }
 
 /// Starts watching and returns at once; reloading runs on its own task
-/// until the process ends.
+/// until the process ends. Call it with the snapshot loaded at start in
+/// force: settings a reload cannot apply are compared with that one.
 pub fn spawn(state: Arc<State>) -> anyhow::Result<()> {
     let (events, mut triggers) = mpsc::unbounded_channel();
     let file_events = events.clone();
@@ -40,14 +45,21 @@ pub fn spawn(state: Arc<State>) -> anyhow::Result<()> {
     let mut watched = Watched {
         watcher,
         directories: BTreeSet::new(),
+        unwatchable: BTreeSet::new(),
     };
     let snapshot = state.snapshot();
-    watched.follow(&snapshot.source_files);
+    // What the process runs with until it restarts.
+    let started = snapshot.config.clone();
+    // The files named by the last config that parsed, whether it loaded or
+    // not: after a refusal, the file that would fix it (say, an htpasswd
+    // file it names that does not exist yet) must be watched too.
+    let mut sources = snapshot.source_files.clone();
+    watched.follow(&sources);
     // What the files held at the last attempt, good or bad: a file event
     // that leaves them so is not a change. Remembering failed attempts too
     // reports a broken config once, not again on every unrelated event in
     // its directory (editor swap files, other services' files).
-    let mut last_seen = files_fingerprint(&snapshot.source_files);
+    let mut last_seen = files_fingerprint(&sources);
 
     let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     tokio::spawn(async move {
@@ -65,7 +77,11 @@ pub fn spawn(state: Arc<State>) -> anyhow::Result<()> {
                     trigger = next;
                 }
             }
-            let sources = state.snapshot().source_files.clone();
+            sources = sources_off_reactor(state.config_path.clone(), sources).await;
+            // Watched before the fingerprint is taken: a file that changes
+            // (or appears) later sends an event, one that changed earlier is
+            // part of the fingerprint.
+            watched.follow(&sources);
             // Taken before the load: a write that lands during the load then
             // shows up as a difference at its own event, never as "seen".
             let before = fingerprint_off_reactor(sources.clone()).await;
@@ -74,17 +90,22 @@ pub fn spawn(state: Arc<State>) -> anyhow::Result<()> {
                 continue;
             }
             last_seen = before;
-            if let Some(loaded) = reload(&state, trigger).await {
-                watched.follow(&loaded);
-                // A new file set (say, an htpasswd file added) was not part
-                // of the fingerprint above.
-                if loaded != sources {
-                    last_seen = fingerprint_off_reactor(loaded).await;
-                }
-            }
+            reload(&state, &started, trigger).await;
         }
     });
     Ok(())
+}
+
+/// The files the config at `config_path` names now; `previous` when it
+/// cannot be read or parsed (its own directory is watched either way).
+async fn sources_off_reactor(config_path: PathBuf, previous: Vec<PathBuf>) -> Vec<PathBuf> {
+    let fallback = previous.clone();
+    tokio::task::spawn_blocking(move || match read_config(&config_path) {
+        Ok(config) => config.source_files(&config_path),
+        Err(_) => previous,
+    })
+    .await
+    .unwrap_or(fallback)
 }
 
 async fn fingerprint_off_reactor(files: Vec<PathBuf>) -> [u8; 32] {
@@ -93,43 +114,54 @@ async fn fingerprint_off_reactor(files: Vec<PathBuf>) -> [u8; 32] {
         .unwrap_or_default()
 }
 
-/// Builds and swaps in a new snapshot; returns its source files on success.
-async fn reload(state: &State, trigger: Trigger) -> Option<Vec<PathBuf>> {
+/// Builds and swaps in a new snapshot, or logs why not. `started` is the
+/// config the process started with.
+async fn reload(state: &State, started: &Config, trigger: Trigger) {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
     let path = state.config_path.clone();
     let loaded = tokio::task::spawn_blocking(move || Snapshot::load(&path)).await;
-    let outcome = match loaded {
+    match loaded {
         Ok(Ok(snapshot)) => {
-            let listen_changed = snapshot.config.listen != state.snapshot().config.listen;
-            let sources = snapshot.source_files.clone();
+            let pending = not_applied(started, &state.snapshot().config, &snapshot.config);
             let generation = state.replace(snapshot);
             tracing::info!(generation, ?trigger, "configuration reloaded");
-            if listen_changed {
-                tracing::warn!("`listen` changed: listeners are bound at start; restart to apply");
+            for setting in pending {
+                tracing::warn!(setting, "`{setting}` changed: it takes effect at restart");
             }
             metrics::counter!("regauth_reloads_total", "result" => "ok").increment(1);
             metrics::gauge!("regauth_config_generation").set(generation as f64);
-            Some(sources)
         }
         Ok(Err(error)) => {
             tracing::error!(%error, ?trigger, "configuration refused; the previous one stays in force");
             metrics::counter!("regauth_reloads_total", "result" => "failed").increment(1);
-            None
         }
         Err(error) => {
             tracing::error!(%error, "reload task failed; the previous configuration stays in force");
             metrics::counter!("regauth_reloads_total", "result" => "failed").increment(1);
-            None
         }
-    };
+    }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    outcome
+}
+
+/// The settings a reload from `previous` to `new` changes but cannot apply:
+/// each is reported once, when it changes, and not when it goes back to the
+/// value the process `started` with.
+fn not_applied(started: &Config, previous: &Config, new: &Config) -> Vec<&'static str> {
+    let pending = started.restart_only_differences(new);
+    previous
+        .restart_only_differences(new)
+        .into_iter()
+        .filter(|setting| pending.contains(setting))
+        .collect()
 }
 
 /// The directories being watched.
 struct Watched {
     watcher: RecommendedWatcher,
     directories: BTreeSet<PathBuf>,
+    /// Directories that could not be watched (say, not created yet): tried
+    /// again at every change, reported once.
+    unwatchable: BTreeSet<PathBuf>,
 }
 
 impl Watched {
@@ -143,12 +175,26 @@ impl Watched {
         for gone in self.directories.difference(&wanted) {
             let _ = self.watcher.unwatch(gone);
         }
-        for directory in wanted.difference(&self.directories) {
-            if let Err(error) = self.watcher.watch(directory, RecursiveMode::NonRecursive) {
-                tracing::warn!(directory = %directory.display(), %error, "cannot watch for changes; SIGHUP still reloads");
+        self.directories
+            .retain(|directory| wanted.contains(directory));
+        self.unwatchable
+            .retain(|directory| wanted.contains(directory));
+        for directory in wanted {
+            if self.directories.contains(&directory) {
+                continue;
+            }
+            match self.watcher.watch(&directory, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.unwatchable.remove(&directory);
+                    self.directories.insert(directory);
+                }
+                Err(error) => {
+                    if self.unwatchable.insert(directory.clone()) {
+                        tracing::warn!(directory = %directory.display(), %error, "cannot watch for changes; SIGHUP still reloads");
+                    }
+                }
             }
         }
-        self.directories = wanted;
     }
 }
 
@@ -166,4 +212,38 @@ fn files_fingerprint(files: &[PathBuf]) -> [u8; 32] {
         }
     }
     digest.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            r#"{{ "service": "s", "issuer": "i", "realm": "https://r/token", {extra}
+                  "token": {{ "algorithm": "ES256", "private_key": "k" }} }}"#
+        );
+        Config::parse(&text, Path::new("/etc/regauth")).unwrap()
+    }
+
+    #[test]
+    fn a_restart_only_change_is_reported_once_and_not_when_undone() {
+        let started = config("");
+        let longer = config(r#""credential_cache_secs": 600,"#);
+        let with_acl = config(r#""credential_cache_secs": 600, "acl": [],"#);
+        // Changed by this reload: reported.
+        assert_eq!(
+            not_applied(&started, &started, &longer),
+            ["credential_cache_secs"]
+        );
+        // Still pending but not changed by this reload: already reported.
+        assert!(not_applied(&started, &longer, &with_acl).is_empty());
+        // Back to the value in effect: nothing is pending.
+        assert!(not_applied(&started, &with_acl, &started).is_empty());
+        // Reloadable settings are never reported.
+        let acl_only = config(r#""acl": [{"actions": ["pull"]}],"#);
+        assert!(not_applied(&started, &started, &acl_only).is_empty());
+    }
 }

@@ -13,13 +13,13 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use socket2::{Domain, SockAddr, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{watch, Semaphore};
 
-use crate::config::{parse_listen_address, parse_socket_mode, Limits, ListenAddress, ListenSpec};
+use crate::config::{parse_listen_address, parse_socket_mode, ListenAddress, ListenSpec};
 use crate::http::{handle, Connection};
 use crate::state::State;
 
@@ -79,8 +79,16 @@ fn bind_one(spec: &ListenSpec, backlog: u32) -> anyhow::Result<BoundListener> {
             remove_stale_socket(path)?;
             let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
             socket.set_nonblocking(true)?;
-            socket
-                .bind(&SockAddr::unix(path)?)
+            let address =
+                SockAddr::unix(path).with_context(|| format!("failed to bind {label}"))?;
+            // bind() creates the file with the mode the umask leaves, and it
+            // takes connections from listen() on; the configured mode and
+            // group come after. Created owner-only, it lets nobody else in
+            // meanwhile (a trusted socket's clients may name any account).
+            // The umask is process-wide: this runs at start-up, before the
+            // reloader and before any request, so no other thread creates
+            // files while it is narrowed.
+            with_umask(OWNER_ONLY_UMASK, || socket.bind(&address))
                 .and_then(|()| socket.listen(backlog))
                 .with_context(|| format!("failed to bind {label}"))?;
             let (mode, group) = match spec {
@@ -89,7 +97,11 @@ fn bind_one(spec: &ListenSpec, backlog: u32) -> anyhow::Result<BoundListener> {
                 }
                 ListenSpec::Address(_) => (None, None),
             };
-            apply_socket_options(path, mode, group, spec.trusted())?;
+            if let Err(error) = apply_socket_options(path, mode, group, spec.trusted()) {
+                // Ours and unusable: do not leave it for the next start.
+                let _ = std::fs::remove_file(path);
+                return Err(error);
+            }
             let listener = UnixListener::from_std(std::os::unix::net::UnixListener::from(socket))?;
             (ListenerSocket::Unix(listener), Some(path.clone()))
         }
@@ -133,6 +145,21 @@ const DEFAULT_SOCKET_MODE: u32 = 0o666;
 /// name the user, so only its owner and `group` (nginx's) may connect.
 const DEFAULT_TRUSTED_SOCKET_MODE: u32 = 0o660;
 
+/// The umask a unix socket file is created with: `srw-------`, until
+/// [`apply_socket_options`] sets its real mode.
+const OWNER_ONLY_UMASK: u32 = 0o177;
+
+/// Runs `create` with the process umask set to `mask`, then restores it.
+fn with_umask<T>(mask: u32, create: impl FnOnce() -> T) -> T {
+    let mask = nix::sys::stat::Mode::from_bits_truncate(mask);
+    let previous = nix::sys::stat::umask(mask);
+    let result = create();
+    nix::sys::stat::umask(previous);
+    result
+}
+
+/// Gives the socket file its group, then its mode: the configured one, or
+/// the default for a trusted or an ordinary socket.
 fn apply_socket_options(
     path: &Path,
     mode: Option<&str>,
@@ -252,16 +279,18 @@ fn listener_addr(listener: &TcpListener) -> String {
 
 /// Serves until `shutdown` completes, then stops accepting and gives
 /// in-flight requests `limits.shutdown_grace_secs` to finish.
+///
+/// `limits.max_connections` is read once, here; the header-read timeout
+/// and the grace period are read from the snapshot in force when they are
+/// needed, so a reload changes them.
 pub async fn run(
     listeners: Vec<BoundListener>,
     state: Arc<State>,
-    limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let graceful = Arc::new(GracefulShutdown::new());
-    let connection_slots = Arc::new(Semaphore::new(limits.max_connections));
+    let max_connections = state.snapshot().config.limits.max_connections;
+    let connection_slots = Arc::new(Semaphore::new(max_connections));
     let (stop_accepting, stopped) = watch::channel(false);
-    let header_timeout = Duration::from_secs(limits.header_read_timeout_secs);
     let mut accept_tasks = Vec::new();
     for listener in listeners {
         tracing::info!(
@@ -272,8 +301,6 @@ pub async fn run(
         let context = AcceptContext {
             state: Arc::clone(&state),
             slots: Arc::clone(&connection_slots),
-            watcher_source: Arc::clone(&graceful),
-            header_timeout,
         };
         accept_tasks.push(tokio::spawn(accept_loop(
             listener,
@@ -284,20 +311,30 @@ pub async fn run(
     shutdown.await;
     tracing::info!("shutting down: no new connections, draining in-flight requests");
     let _ = stop_accepting.send(true);
+    // Each accept loop hands back the drain handle of its connections; all
+    // drain at once, within one grace period.
+    let mut drains = Vec::new();
     for task in accept_tasks {
-        let _ = task.await;
+        match task.await {
+            Ok(connections) => drains.push(tokio::spawn(connections.shutdown())),
+            Err(error) => tracing::warn!(
+                %error,
+                "an accept task failed; its connections are closed without waiting for them"
+            ),
+        }
     }
-    let grace = Duration::from_secs(limits.shutdown_grace_secs);
-    // Every accept task has ended, so this is the last reference.
-    let Ok(graceful) = Arc::try_unwrap(graceful) else {
-        return;
+    let grace_secs = state.snapshot().config.limits.shutdown_grace_secs;
+    let all_drained = async {
+        for drain in drains {
+            let _ = drain.await;
+        }
     };
-    if tokio::time::timeout(grace, graceful.shutdown())
+    if tokio::time::timeout(Duration::from_secs(grace_secs), all_drained)
         .await
         .is_err()
     {
         tracing::warn!(
-            grace_secs = limits.shutdown_grace_secs,
+            grace_secs,
             "connections still open after the grace period; closing them"
         );
     }
@@ -307,26 +344,28 @@ pub async fn run(
 struct AcceptContext {
     state: Arc<State>,
     slots: Arc<Semaphore>,
-    watcher_source: Arc<GracefulShutdown>,
-    header_timeout: Duration,
 }
 
+/// Accepts until `stopped` changes, then returns the handle that drains
+/// the connections it accepted. Owning that handle here, not sharing it,
+/// means the drain can never be lost to a leftover reference.
 async fn accept_loop(
     listener: BoundListener,
     context: AcceptContext,
     mut stopped: watch::Receiver<bool>,
-) {
+) -> GracefulShutdown {
+    let connections = GracefulShutdown::new();
     let mut backoff = Duration::from_millis(10);
     loop {
         let slot = tokio::select! {
-            _ = stopped.changed() => return,
+            _ = stopped.changed() => return connections,
             slot = Arc::clone(&context.slots).acquire_owned() => match slot {
                 Ok(slot) => slot,
-                Err(_) => return,
+                Err(_) => return connections,
             },
         };
         let accepted = tokio::select! {
-            _ = stopped.changed() => return,
+            _ = stopped.changed() => return connections,
             accepted = accept(&listener.socket) => accepted,
         };
         match accepted {
@@ -336,7 +375,7 @@ async fn accept_loop(
                     peer,
                     trusted: listener.trusted,
                 });
-                serve(stream, connection, &context, slot);
+                serve(stream, connection, &context, connections.watcher(), slot);
             }
             Err(error) => {
                 // EMFILE and friends pass; ending the loop would stop the
@@ -372,23 +411,33 @@ fn serve(
     stream: Stream,
     connection: Arc<Connection>,
     context: &AcceptContext,
+    drain: Watcher,
     slot: tokio::sync::OwnedSemaphorePermit,
 ) {
     match stream {
-        Stream::Tcp(stream) => serve_io(stream, connection, context, slot),
-        Stream::Unix(stream) => serve_io(stream, connection, context, slot),
+        Stream::Tcp(stream) => serve_io(stream, connection, context, drain, slot),
+        Stream::Unix(stream) => serve_io(stream, connection, context, drain, slot),
     }
 }
+
+/// Most bytes hyper buffers per connection, and the largest request head
+/// (a long `/token` URL with many scopes, and its headers) it accepts; a
+/// bigger head is answered 431. hyper's default buffer, about 400 KiB,
+/// times `limits.max_connections` would be far too much memory.
+const MAX_BUF_SIZE: usize = 128 * 1024;
 
 fn serve_io<S>(
     stream: S,
     connection: Arc<Connection>,
     context: &AcceptContext,
+    drain: Watcher,
     slot: tokio::sync::OwnedSemaphorePermit,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let state = Arc::clone(&context.state);
+    let header_timeout =
+        Duration::from_secs(state.snapshot().config.limits.header_read_timeout_secs);
     let service =
         service_fn(move |request| handle(Arc::clone(&state), Arc::clone(&connection), request));
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -396,10 +445,14 @@ fn serve_io<S>(
     // connection and sends nothing is dropped instead of holding a slot.
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(context.header_timeout)
+        .header_read_timeout(header_timeout)
+        .max_buf_size(MAX_BUF_SIZE)
+        // The buffer size alone is a soft limit: one large read can bring
+        // in a whole bigger head. This one is checked on every head.
+        .max_header_size(MAX_BUF_SIZE)
         .keep_alive(true);
     let connection_future = builder.serve_connection(TokioIo::new(stream), service);
-    let watched = context.watcher_source.watcher().watch(connection_future);
+    let watched = drain.watch(connection_future);
     tokio::spawn(async move {
         if let Err(error) = watched.await {
             tracing::debug!(%error, "connection ended with an error");

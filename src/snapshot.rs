@@ -9,7 +9,9 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::acl::{Acl, AclError};
-use crate::config::{AuthMode, Config, ConfigError};
+use crate::config::{
+    parse_listen_address, AuthMode, Config, ConfigError, ListenAddress, ListenSpec,
+};
 use crate::keys::{self, KeyError, SigningKey, VerifyingKey};
 use crate::users::{parse_htpasswd, UserError, Users};
 
@@ -111,6 +113,17 @@ pub enum MissingKeys {
     Preview,
 }
 
+/// Reads and validates the config file alone, not the files it names: for
+/// a reload that failed, this still tells which files to watch.
+pub fn read_config(config_path: &Path) -> Result<Config, LoadError> {
+    let text = read(config_path)?;
+    let base_dir = config_path.parent().unwrap_or(Path::new("."));
+    Config::parse(&text, base_dir).map_err(|source| LoadError::Config {
+        path: config_path.to_owned(),
+        cause: source,
+    })
+}
+
 impl Snapshot {
     /// Reads and validates the config file and every file it names,
     /// creating missing keys where the config asks for that.
@@ -121,22 +134,14 @@ impl Snapshot {
 
     /// [`Snapshot::load`], choosing what happens to missing keys.
     pub fn load_with(config_path: &Path, missing_keys: MissingKeys) -> Result<Snapshot, LoadError> {
-        let text = read(config_path)?;
-        let base_dir = config_path.parent().unwrap_or(Path::new("."));
-        let config = Config::parse(&text, base_dir).map_err(|source| LoadError::Config {
-            path: config_path.to_owned(),
-            cause: source,
-        })?;
-        let mut source_files = vec![config_path.to_owned()];
+        let config = read_config(config_path)?;
+        let source_files = config.source_files(config_path);
 
         let htpasswd_entries = match &config.htpasswd {
-            Some(path) => {
-                source_files.push(path.clone());
-                parse_htpasswd(&read(path)?).map_err(|source| LoadError::Users {
-                    path: path.clone(),
-                    cause: source,
-                })?
-            }
+            Some(path) => parse_htpasswd(&read(path)?).map_err(|source| LoadError::Users {
+                path: path.clone(),
+                cause: source,
+            })?,
             None => Vec::new(),
         };
         let users =
@@ -153,8 +158,6 @@ impl Snapshot {
         })?;
 
         let signing_key = load_signing_key(&config, missing_keys)?;
-        source_files.push(config.token.private_key.clone());
-        source_files.extend(config.token.certificate.clone());
         let mut verifying_keys = vec![signing_key.verifying.clone()];
         for path in &config.token.trusted_certificates {
             let keys = VerifyingKey::from_pem(&read(path)?).map_err(|source| LoadError::Key {
@@ -162,7 +165,6 @@ impl Snapshot {
                 cause: source,
             })?;
             verifying_keys.extend(keys);
-            source_files.push(path.clone());
         }
 
         Ok(Snapshot {
@@ -186,6 +188,19 @@ impl Snapshot {
         for spec in &config.listen {
             let trusted = if spec.trusted() { " (trusted)" } else { "" };
             let _ = writeln!(out, "listen:    {}{trusted}", spec.address());
+            if spec.trusted() && is_tcp(spec) {
+                let _ = writeln!(
+                    out,
+                    "warning:   {} is trusted: anyone who can reach this TCP port may name any \
+                     account in {}; make sure only the front proxy can",
+                    spec.address(),
+                    config
+                        .auth
+                        .trusted_user_header
+                        .as_deref()
+                        .unwrap_or("auth.trusted_user_header")
+                );
+            }
         }
         let _ = writeln!(
             out,
@@ -217,6 +232,13 @@ impl Snapshot {
         let _ = writeln!(out, "acl:       {} rule(s)", self.acl.len());
         out
     }
+}
+
+fn is_tcp(spec: &ListenSpec) -> bool {
+    matches!(
+        parse_listen_address(spec.address()),
+        Ok(ListenAddress::Tcp(_))
+    )
 }
 
 fn load_signing_key(config: &Config, missing_keys: MissingKeys) -> Result<SigningKey, LoadError> {
@@ -329,4 +351,59 @@ fn check_key_permissions(path: &Path) -> Result<(), LoadError> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config in a fresh directory whose key is previewed, not written.
+    fn preview(listen: serde_json::Value) -> Snapshot {
+        let dir = tempfile::tempdir().unwrap();
+        let config = serde_json::json!({
+            "service": "registry.test",
+            "issuer": "regauth",
+            "realm": "https://registry.test/token",
+            "listen": listen,
+            "token": { "algorithm": "ES256", "private_key": "token.key", "generate_if_missing": true },
+            "auth": { "trusted_user_header": "X-Proxy-User" },
+        });
+        let path = dir.path().join("regauth.json");
+        fs::write(&path, config.to_string()).unwrap();
+        Snapshot::load_with(&path, MissingKeys::Preview).unwrap()
+    }
+
+    #[test]
+    fn a_trusted_tcp_listener_gets_a_warning_line() {
+        let snapshot = preview(serde_json::json!([
+            "127.0.0.1:5001",
+            { "address": "127.0.0.1:5002", "trusted": true },
+            { "address": "unix:/run/regauth.sock", "trusted": true },
+        ]));
+        let summary = snapshot.summary();
+        let warnings: Vec<&str> = summary
+            .lines()
+            .filter(|line| line.starts_with("warning:"))
+            .collect();
+        assert_eq!(warnings.len(), 1, "{summary}");
+        assert!(
+            warnings[0].contains("127.0.0.1:5002 is trusted")
+                && warnings[0].contains("X-Proxy-User"),
+            "{summary}"
+        );
+    }
+
+    #[test]
+    fn untrusted_tcp_and_trusted_unix_listeners_get_no_warning() {
+        let snapshot = preview(serde_json::json!([
+            "127.0.0.1:5001",
+            { "address": "unix:/run/regauth.sock", "trusted": true },
+        ]));
+        assert!(
+            !snapshot.summary().contains("warning:"),
+            "{}",
+            snapshot.summary()
+        );
+        assert_eq!(snapshot.source_files.len(), 2);
+    }
 }

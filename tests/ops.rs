@@ -2,7 +2,8 @@
 //! Kubernetes-style symlink swap, SIGHUP), refusing broken configs while the old one keeps
 //! serving, revoking refresh tokens of removed users, serving through systemd-style
 //! inherited sockets, draining on SIGTERM, exporting Prometheus metrics, guarding its key
-//! and socket files; and the shipped systemd units checked by `systemd-analyze`.
+//! and socket files, warning about or refusing risky settings; and the shipped systemd
+//! units checked by `systemd-analyze`.
 //!
 //! Every test runs its own regauth on random loopback ports in its own temp dir; waits are
 //! polls with deadlines. `systemd-analyze` (Debian package `systemd`) must be installed.
@@ -22,5 +23,7 @@ mod prometheus;
 mod reload;
 #[path = "ops/serving.rs"]
 mod serving;
+#[path = "ops/settings.rs"]
+mod settings;
 #[path = "ops/systemd.rs"]
 mod systemd;

@@ -6,12 +6,13 @@
 //! against the config file's directory here, so nothing later depends on the
 //! process's working directory.
 //!
-//! The top-level document and its validation live here; the sections have
-//! their own files: [`listen`] (listener addresses) and [`sections`]
-//! (`token`, `users`, `auth`, `log`, `limits`).
+//! The top-level document lives here; the sections have their own files:
+//! [`listen`] (listener addresses) and [`sections`] (`token`, `users`,
+//! `auth`, `log`, `limits`), and [`validate`] checks every value.
 
 mod listen;
 mod sections;
+mod validate;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ pub use listen::{
 pub use sections::{
     AuthMode, AuthSettings, Limits, LogFormat, LogSettings, TokenSettings, UserSpec,
 };
+pub use validate::{check_user_name, is_bcrypt_hash};
 
 /// Why a configuration document was refused. Messages name the field.
 #[derive(Debug, thiserror::Error)]
@@ -144,138 +146,44 @@ impl Config {
         }
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        check_challenge_value("service", &self.service)?;
-        check_challenge_value("issuer", &self.issuer)?;
-        check_challenge_value("realm", &self.realm)?;
-        if !(self.realm.starts_with("http://") || self.realm.starts_with("https://")) {
-            return Err(invalid("realm", "must be an http:// or https:// URL"));
-        }
-        if self.token.expiration_secs < 60 {
-            return Err(invalid(
-                "token.expiration_secs",
-                "must be at least 60: clients treat shorter lifetimes as 60 seconds",
-            ));
-        }
-        if self.token.refresh_expiration_secs < self.token.expiration_secs {
-            return Err(invalid(
-                "token.refresh_expiration_secs",
-                "must not be shorter than token.expiration_secs",
-            ));
-        }
-        check_path("token_path", &self.token_path)?;
-        check_path("auth.path", &self.auth.path)?;
-        if self.auth.path == self.token_path {
-            return Err(invalid("auth.path", "must differ from token_path"));
-        }
-        for (field, name) in [
-            ("auth.uri_header", Some(&self.auth.uri_header)),
-            ("auth.method_header", Some(&self.auth.method_header)),
-            ("auth.user_header", Some(&self.auth.user_header)),
+    /// Every file this config is built from, `config_path` first: what a
+    /// snapshot reads and what the reloader watches. Only lists them, so it
+    /// works for a config whose files are missing or broken too.
+    pub fn source_files(&self, config_path: &Path) -> Vec<PathBuf> {
+        let mut files = vec![config_path.to_owned()];
+        files.extend(self.htpasswd.clone());
+        files.push(self.token.private_key.clone());
+        files.extend(self.token.certificate.clone());
+        files.extend(self.token.trusted_certificates.iter().cloned());
+        files
+    }
+
+    /// The settings that are used once, at start, and so cannot change on a
+    /// reload, whose values differ between `self` and `other`; by field name.
+    pub fn restart_only_differences(&self, other: &Config) -> Vec<&'static str> {
+        let (a, b) = (self, other);
+        [
+            ("listen", a.listen != b.listen),
             (
-                "auth.trusted_user_header",
-                self.auth.trusted_user_header.as_ref(),
+                "credential_cache_secs",
+                a.credential_cache_secs != b.credential_cache_secs,
             ),
-        ] {
-            if let Some(name) = name {
-                http::HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|_| invalid(field, format!("`{name}` is not a valid header name")))?;
-            }
-        }
-        if let Some(name) = &self.auth.anonymous_user {
-            http::HeaderValue::from_str(name)
-                .map_err(|_| invalid("auth.anonymous_user", "must be printable ASCII"))?;
-        }
-        if self.auth.cache_capacity == 0 {
-            return Err(invalid("auth.cache_capacity", "must be at least 1"));
-        }
-        if self.listen.is_empty() {
-            return Err(invalid("listen", "needs at least one address"));
-        }
-        for (index, spec) in self.listen.iter().enumerate() {
-            let field = format!("listen[{index}]");
-            let address = parse_listen_address(spec.address()).map_err(|e| invalid(&field, e))?;
-            if let ListenSpec::Detailed(options) = spec {
-                let is_unix = matches!(address, ListenAddress::Unix(_));
-                if (options.mode.is_some() || options.group.is_some()) && !is_unix {
-                    return Err(invalid(
-                        field,
-                        "`mode` and `group` apply to unix sockets only",
-                    ));
-                }
-                if let Some(mode) = &options.mode {
-                    parse_socket_mode(mode).map_err(|e| invalid(format!("{field}.mode"), e))?;
-                }
-            }
-        }
-        for (name, user) in &self.users {
-            check_user_name(name).map_err(|e| invalid(format!("users.{name}"), e))?;
-            if !is_bcrypt_hash(&user.password) {
-                return Err(invalid(
-                    format!("users.{name}.password"),
-                    "must be a bcrypt hash ($2a$, $2b$ or $2y$); make one with `regauth hash-password`",
-                ));
-            }
-        }
-        if self.limits.max_connections == 0 {
-            return Err(invalid("limits.max_connections", "must be at least 1"));
-        }
-        if self.limits.header_read_timeout_secs == 0 {
-            return Err(invalid(
-                "limits.header_read_timeout_secs",
-                "must be at least 1",
-            ));
-        }
-        Ok(())
+            (
+                "auth.cache_capacity",
+                a.auth.cache_capacity != b.auth.cache_capacity,
+            ),
+            (
+                "limits.max_connections",
+                a.limits.max_connections != b.limits.max_connections,
+            ),
+            ("limits.backlog", a.limits.backlog != b.limits.backlog),
+            ("log.format", a.log.format != b.log.format),
+            ("log.level", a.log.level != b.log.level),
+        ]
+        .into_iter()
+        .filter_map(|(field, differs)| differs.then_some(field))
+        .collect()
     }
-}
-
-/// Whether `hash` looks like a bcrypt hash. The bcrypt crate checks it fully
-/// when verifying; this catches other hash kinds at load time, where an
-/// error can still name the field or line.
-pub fn is_bcrypt_hash(hash: &str) -> bool {
-    let known_prefix = ["$2a$", "$2b$", "$2y$"]
-        .iter()
-        .any(|prefix| hash.starts_with(prefix));
-    known_prefix && hash.len() == 60 && hash.parse::<bcrypt::HashParts>().is_ok()
-}
-
-/// A user name must be usable in Basic credentials and in an HTTP header.
-pub fn check_user_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("a user name cannot be empty (empty means anonymous)".into());
-    }
-    if name.contains(':') {
-        return Err("a user name cannot contain `:` (Basic credentials split on it)".into());
-    }
-    if !name.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err("a user name must be printable ASCII without spaces".into());
-    }
-    Ok(())
-}
-
-/// Challenge parameters are quoted strings: keep them plain.
-fn check_challenge_value(field: &str, value: &str) -> Result<(), ConfigError> {
-    if value.is_empty() {
-        return Err(invalid(field, "must not be empty"));
-    }
-    if !value
-        .bytes()
-        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
-    {
-        return Err(invalid(
-            field,
-            "must be printable ASCII without spaces, quotes or backslashes (it is quoted in WWW-Authenticate)",
-        ));
-    }
-    Ok(())
-}
-
-fn check_path(field: &str, path: &str) -> Result<(), ConfigError> {
-    if !path.starts_with('/') || path.len() < 2 || path.contains(['?', '#', ' ']) {
-        return Err(invalid(field, "must be an absolute path such as /token"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -371,5 +279,54 @@ mod tests {
         ));
         assert!(!is_bcrypt_hash("$2y$10$short"));
         assert!(!is_bcrypt_hash("{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g="));
+    }
+
+    #[test]
+    fn source_files_are_listed_without_being_read() {
+        let text = MINIMAL.replace(
+            "\"token\": { \"algorithm\": \"ES256\", \"private_key\": \"keys/token.key\" }",
+            r#""htpasswd": "more.htpasswd",
+               "token": { "algorithm": "ES256", "private_key": "keys/token.key",
+                          "certificate": "/pki/token.crt", "trusted_certificates": ["old.crt"] }"#,
+        );
+        let config = parse(&text).unwrap();
+        let files = config.source_files(Path::new("/etc/regauth/regauth.json"));
+        let expected = [
+            "/etc/regauth/regauth.json",
+            "/etc/regauth/more.htpasswd",
+            "/etc/regauth/keys/token.key",
+            "/pki/token.crt",
+            "/etc/regauth/old.crt",
+        ];
+        assert_eq!(files, expected.map(PathBuf::from));
+        let minimal = parse(MINIMAL).unwrap().source_files(Path::new("c.json"));
+        assert_eq!(
+            minimal,
+            [
+                PathBuf::from("c.json"),
+                "/etc/regauth/keys/token.key".into()
+            ]
+        );
+    }
+
+    #[test]
+    fn restart_only_differences_name_each_changed_field() {
+        let old = parse(MINIMAL).unwrap();
+        assert!(old.restart_only_differences(&old).is_empty());
+        let text = MINIMAL.replace(
+            "\"token\"",
+            r#""credential_cache_secs": 60, "log": {"level": "debug"},
+               "limits": {"max_connections": 10}, "acl": [{"actions": ["pull"]}], "token""#,
+        );
+        let new = parse(&text).unwrap();
+        // The ACL reloads; the others wait for a restart.
+        assert_eq!(
+            old.restart_only_differences(&new),
+            [
+                "credential_cache_secs",
+                "limits.max_connections",
+                "log.level"
+            ]
+        );
     }
 }

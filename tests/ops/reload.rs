@@ -280,3 +280,75 @@ fn refresh_tokens_of_removed_or_changed_users_stop_working_after_reload() {
     );
     assert_eq!(redeem(&ep, &alice), 200, "an unaffected user keeps hers");
 }
+
+/// A reload refused because the config names a file that does not exist yet is retried
+/// when that file appears, with no SIGHUP: the reloader watches what the refused config
+/// names, not only what the config in force names.
+#[test]
+fn a_config_refused_for_a_missing_file_reloads_when_the_file_appears() {
+    let mut h = Harness::new("ops-missing-file");
+    let (ep, path, doc) = serve_inline(&mut h, &[ALICE]);
+    // `more.htpasswd` sits next to the config; `later/` exists but holds nothing the
+    // config in force names, so nobody watches it yet.
+    let later = h.mkdir("later");
+    let steps = [
+        (h.file("more.htpasswd"), "more.htpasswd", BOB),
+        (later.join("users.htpasswd"), "later/users.htpasswd", CAROL),
+    ];
+    for (n, (file, named, user)) in steps.into_iter().enumerate() {
+        let n = n as f64;
+        let mut named_file = doc.clone();
+        named_file["htpasswd"] = json!(named);
+        write_by_rename(&path, &to_bytes(&named_file));
+        poll(
+            &mut h,
+            &format!("config naming a missing {named} refused"),
+            RELOAD_DEADLINE,
+            || reloads(&ep, "failed") == n + 1.0,
+        );
+        assert_eq!(
+            token_status(&ep, user.0, user.1),
+            401,
+            "{named} not there yet"
+        );
+
+        fs::write(&file, format!("{}:{}\n", user.0, hash_password(user.1))).expect("create");
+        poll(
+            &mut h,
+            &format!("{} accepted once {named} exists", user.0),
+            RELOAD_DEADLINE,
+            || token_status(&ep, user.0, user.1) == 200,
+        );
+        assert_eq!(reloads(&ep, "failed"), n + 1.0, "{named}");
+        assert_eq!(reloads(&ep, "ok"), n + 1.0, "{named}");
+        assert_eq!(
+            token_status(&ep, ALICE.0, ALICE.1),
+            200,
+            "inline users stay"
+        );
+    }
+}
+
+/// Settings used only at start are reported when a reload changes them, once, naming
+/// the field; the rest of the config is applied.
+#[test]
+fn a_reload_that_changes_a_start_only_setting_warns_once() {
+    let mut h = Harness::new("ops-restart-only");
+    let (ep, path, doc) = serve_inline(&mut h, &[ALICE]);
+    let mut changed = with_users(&doc, &[BOB]);
+    changed["credential_cache_secs"] = json!(30);
+    write_by_rename(&path, &to_bytes(&changed));
+    assert_swapped_to_bob(&mut h, &ep, "reload with a new credential_cache_secs");
+    let warning = "`credential_cache_secs` changed: it takes effect at restart";
+    let line = h.wait_for_log_line(REGAUTH_CHILD, warning);
+    assert!(line.contains("WARN"), "{line}");
+
+    // Another reload that leaves it alone says nothing more about it.
+    send_signal(h.pid(REGAUTH_CHILD), "HUP");
+    poll(&mut h, "generation 3 after SIGHUP", RELOAD_DEADLINE, || {
+        generation(&ep) == 3
+    });
+    let log = h.log(REGAUTH_CHILD);
+    assert_eq!(log.matches(warning).count(), 1, "{log}");
+    assert!(!log.contains("changed: it takes effect at restart setting=\"listen\""));
+}

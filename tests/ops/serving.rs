@@ -242,3 +242,38 @@ fn a_stale_socket_file_is_replaced_but_a_live_one_is_not() {
     );
     assert_eq!(fs::read_to_string(&regular).expect("file kept"), "data");
 }
+
+/// hyper buffers at most 128 KiB of a request head per connection: a long `/token` URL
+/// with the most scopes a token takes, plus big headers, still fits; a bigger head is
+/// refused (431, or the connection closed before the answer was read) and the server goes
+/// on serving.
+#[test]
+fn request_heads_up_to_128_kib_are_served_and_bigger_ones_refused() {
+    let mut h = Harness::new("ops-head-size");
+    let (ep, _, _) = serve_inline(&mut h, &[ALICE]);
+    let scopes: String = (0..128)
+        .map(|i| {
+            let scope = format!("repository:alice/r{i:03}{}:pull", "a".repeat(230));
+            format!("&scope={}", urlencode(&scope))
+        })
+        .collect();
+    let target = format!("/token?service={SERVICE}{scopes}");
+    assert!(target.len() > 32 * 1024, "{}", target.len());
+    let authorization = basic_auth(ALICE.0, ALICE.1);
+    let padding = "p".repeat(60 * 1024);
+    let headers = [
+        ("Authorization", authorization.as_str()),
+        ("X-Padding", padding.as_str()),
+    ];
+    let response = http(&ep, "GET", &target, &headers, b"").expect("GET /token");
+    assert_eq!(response.status, 200, "{}", response.text());
+    let claims = jwt_claims(response.json()["token"].as_str().expect("token"));
+    assert_eq!(claims["access"].as_array().map(Vec::len), Some(128));
+
+    let too_big = "p".repeat(140 * 1024);
+    match http(&ep, "GET", "/healthz", &[("X-Padding", &too_big)], b"") {
+        Ok(response) => assert_eq!(response.status, 431, "{}", response.text()),
+        Err(error) => eprintln!("140 KiB head: connection closed first ({error})"),
+    }
+    assert_eq!(get(&ep, "/healthz", &[]).status, 200);
+}

@@ -1,0 +1,339 @@
+//! Checks on a parsed config document: every value must be usable as it
+//! stands, so that whatever `check-config` accepts also starts, serves and
+//! reloads without a panic. Each error names the field and what would be
+//! accepted.
+
+use super::{invalid, parse_listen_address, parse_socket_mode, Config, ConfigError};
+use super::{ListenAddress, ListenSpec};
+
+/// One day: longest access-token lifetime and password-cache time.
+const ONE_DAY_SECS: u64 = 24 * 3600;
+/// Longest refresh-token lifetime.
+const TEN_YEARS_SECS: u64 = 10 * 365 * ONE_DAY_SECS;
+/// Longest clock-skew allowance, header-read timeout and shutdown grace.
+const ONE_HOUR_SECS: u64 = 3600;
+/// Most concurrent connections (each holds a task and its buffers).
+const MAX_CONNECTIONS: usize = 1_000_000;
+/// Most verified tokens kept in memory.
+const MAX_CACHE_CAPACITY: u64 = 10_000_000;
+
+impl Config {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        check_challenge_value("service", &self.service)?;
+        check_challenge_value("issuer", &self.issuer)?;
+        check_challenge_value("realm", &self.realm)?;
+        if !(self.realm.starts_with("http://") || self.realm.starts_with("https://")) {
+            return Err(invalid("realm", "must be an http:// or https:// URL"));
+        }
+        self.validate_token()?;
+        check_path("token_path", &self.token_path)?;
+        self.validate_auth()?;
+        self.validate_listen()?;
+        for (name, user) in &self.users {
+            check_user_name(name).map_err(|e| invalid(format!("users.{name}"), e))?;
+            if !is_bcrypt_hash(&user.password) {
+                return Err(invalid(
+                    format!("users.{name}.password"),
+                    "must be a bcrypt hash ($2a$, $2b$ or $2y$); make one with `regauth hash-password`",
+                ));
+            }
+        }
+        // The cache refuses lifetimes over 1000 years with a panic; a day
+        // is already far longer than a password check needs remembering.
+        at_most(
+            "credential_cache_secs",
+            self.credential_cache_secs,
+            ONE_DAY_SECS,
+            "one day",
+        )?;
+        self.validate_limits()
+    }
+
+    fn validate_token(&self) -> Result<(), ConfigError> {
+        let token = &self.token;
+        if token.expiration_secs < 60 {
+            return Err(invalid(
+                "token.expiration_secs",
+                "must be at least 60: clients treat shorter lifetimes as 60 seconds",
+            ));
+        }
+        at_most(
+            "token.expiration_secs",
+            token.expiration_secs,
+            ONE_DAY_SECS,
+            "one day; clients fetch new tokens themselves",
+        )?;
+        if token.refresh_expiration_secs < token.expiration_secs {
+            return Err(invalid(
+                "token.refresh_expiration_secs",
+                "must not be shorter than token.expiration_secs",
+            ));
+        }
+        at_most(
+            "token.refresh_expiration_secs",
+            token.refresh_expiration_secs,
+            TEN_YEARS_SECS,
+            "ten years",
+        )
+    }
+
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let auth = &self.auth;
+        check_path("auth.path", &auth.path)?;
+        if auth.path == self.token_path {
+            return Err(invalid("auth.path", "must differ from token_path"));
+        }
+        for (field, name) in [
+            ("auth.uri_header", Some(&auth.uri_header)),
+            ("auth.method_header", Some(&auth.method_header)),
+            ("auth.user_header", Some(&auth.user_header)),
+            (
+                "auth.trusted_user_header",
+                auth.trusted_user_header.as_ref(),
+            ),
+        ] {
+            if let Some(name) = name {
+                http::HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| invalid(field, format!("`{name}` is not a valid header name")))?;
+            }
+        }
+        if let Some(name) = &auth.anonymous_user {
+            http::HeaderValue::from_str(name)
+                .map_err(|_| invalid("auth.anonymous_user", "must be printable ASCII"))?;
+        }
+        at_most(
+            "auth.leeway_secs",
+            auth.leeway_secs,
+            ONE_HOUR_SECS,
+            "one hour",
+        )?;
+        if auth.cache_capacity == 0 {
+            return Err(invalid("auth.cache_capacity", "must be at least 1"));
+        }
+        at_most(
+            "auth.cache_capacity",
+            auth.cache_capacity,
+            MAX_CACHE_CAPACITY,
+            "ten million tokens",
+        )
+    }
+
+    fn validate_listen(&self) -> Result<(), ConfigError> {
+        if self.listen.is_empty() {
+            return Err(invalid("listen", "needs at least one address"));
+        }
+        for (index, spec) in self.listen.iter().enumerate() {
+            let field = format!("listen[{index}]");
+            let address = parse_listen_address(spec.address()).map_err(|e| invalid(&field, e))?;
+            if let ListenSpec::Detailed(options) = spec {
+                let is_unix = matches!(address, ListenAddress::Unix(_));
+                if (options.mode.is_some() || options.group.is_some()) && !is_unix {
+                    return Err(invalid(
+                        field,
+                        "`mode` and `group` apply to unix sockets only",
+                    ));
+                }
+                if let Some(mode) = &options.mode {
+                    parse_socket_mode(mode).map_err(|e| invalid(format!("{field}.mode"), e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let limits = &self.limits;
+        if limits.max_connections == 0 {
+            return Err(invalid("limits.max_connections", "must be at least 1"));
+        }
+        if limits.max_connections > MAX_CONNECTIONS {
+            return Err(invalid(
+                "limits.max_connections",
+                format!("must be at most {MAX_CONNECTIONS}"),
+            ));
+        }
+        if limits.header_read_timeout_secs == 0 {
+            return Err(invalid(
+                "limits.header_read_timeout_secs",
+                "must be at least 1",
+            ));
+        }
+        // hyper adds the timeout to the clock of every new connection, and
+        // a sum past the clock's range panics.
+        at_most(
+            "limits.header_read_timeout_secs",
+            limits.header_read_timeout_secs,
+            ONE_HOUR_SECS,
+            "one hour",
+        )?;
+        at_most(
+            "limits.shutdown_grace_secs",
+            limits.shutdown_grace_secs,
+            ONE_HOUR_SECS,
+            "one hour",
+        )
+    }
+}
+
+/// Refuses `value` over `max`, saying what the bound is (`meaning`: the
+/// bound in words).
+fn at_most(field: &str, value: u64, max: u64, meaning: &str) -> Result<(), ConfigError> {
+    if value > max {
+        return Err(invalid(field, format!("must be at most {max} ({meaning})")));
+    }
+    Ok(())
+}
+
+/// Whether `hash` looks like a bcrypt hash. The bcrypt crate checks it fully
+/// when verifying; this catches other hash kinds at load time, where an
+/// error can still name the field or line.
+pub fn is_bcrypt_hash(hash: &str) -> bool {
+    let known_prefix = ["$2a$", "$2b$", "$2y$"]
+        .iter()
+        .any(|prefix| hash.starts_with(prefix));
+    known_prefix && hash.len() == 60 && hash.parse::<bcrypt::HashParts>().is_ok()
+}
+
+/// A user name must be usable in Basic credentials and in an HTTP header.
+pub fn check_user_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a user name cannot be empty (empty means anonymous)".into());
+    }
+    if name.contains(':') {
+        return Err("a user name cannot contain `:` (Basic credentials split on it)".into());
+    }
+    if !name.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("a user name must be printable ASCII without spaces".into());
+    }
+    Ok(())
+}
+
+/// Challenge parameters are quoted strings: keep them plain.
+fn check_challenge_value(field: &str, value: &str) -> Result<(), ConfigError> {
+    if value.is_empty() {
+        return Err(invalid(field, "must not be empty"));
+    }
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    {
+        return Err(invalid(
+            field,
+            "must be printable ASCII without spaces, quotes or backslashes (it is quoted in WWW-Authenticate)",
+        ));
+    }
+    Ok(())
+}
+
+fn check_path(field: &str, path: &str) -> Result<(), ConfigError> {
+    if !path.starts_with('/') || path.len() < 2 || path.contains(['?', '#', ' ']) {
+        return Err(invalid(field, "must be an absolute path such as /token"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    fn minimal() -> Value {
+        json!({
+            "service": "registry.test",
+            "issuer": "regauth",
+            "realm": "https://registry.test/token",
+            "token": { "algorithm": "ES256", "private_key": "keys/token.key" }
+        })
+    }
+
+    /// `minimal()` with `value` at the dotted `field`.
+    fn with(field: &str, value: Value) -> Value {
+        let mut doc = minimal();
+        let mut slot = &mut doc;
+        for part in field.split('.') {
+            slot = &mut slot[part];
+        }
+        *slot = value;
+        doc
+    }
+
+    fn check(doc: &Value) -> Result<Config, ConfigError> {
+        Config::parse(&doc.to_string(), Path::new("/etc/regauth"))
+    }
+
+    /// Every bounded setting: its bound is accepted, one more is refused
+    /// with a message naming the field and the bound.
+    #[test]
+    fn upper_bounds_accept_the_bound_and_refuse_more() {
+        let ten_years = 10 * 365 * 86400_u64;
+        let bounds: [(&str, u64); 8] = [
+            ("credential_cache_secs", 86400),
+            ("token.expiration_secs", 86400),
+            ("token.refresh_expiration_secs", ten_years),
+            ("auth.leeway_secs", 3600),
+            ("auth.cache_capacity", 10_000_000),
+            ("limits.header_read_timeout_secs", 3600),
+            ("limits.shutdown_grace_secs", 3600),
+            ("limits.max_connections", 1_000_000),
+        ];
+        for (field, max) in bounds {
+            let at_bound = with(field, json!(max));
+            check(&at_bound).unwrap_or_else(|e| panic!("{field} = {max}: {e}"));
+            let over = with(field, json!(max + 1));
+            let message = check(&over)
+                .err()
+                .unwrap_or_else(|| panic!("{field} = {} accepted", max + 1))
+                .to_string();
+            assert!(
+                message.contains(&format!("`{field}`")) && message.contains(&max.to_string()),
+                "{field}: {message}"
+            );
+        }
+    }
+
+    /// The value from the bug report, which made `serve` panic in the cache.
+    #[test]
+    fn a_thousand_year_credential_cache_is_refused() {
+        let message = check(&with("credential_cache_secs", json!(100_000_000_000_u64)))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            message,
+            "field `credential_cache_secs`: must be at most 86400 (one day)"
+        );
+    }
+
+    /// Values that would overflow the server's clock arithmetic.
+    #[test]
+    fn huge_values_are_refused_not_wrapped() {
+        for field in [
+            "token.expiration_secs",
+            "token.refresh_expiration_secs",
+            "auth.leeway_secs",
+            "limits.header_read_timeout_secs",
+            "limits.shutdown_grace_secs",
+            "limits.max_connections",
+        ] {
+            let message = check(&with(field, json!(u64::MAX)))
+                .unwrap_err()
+                .to_string();
+            assert!(message.contains(field), "{field}: {message}");
+        }
+    }
+
+    #[test]
+    fn lower_bounds_still_hold() {
+        for (field, value) in [
+            ("auth.cache_capacity", 0),
+            ("limits.max_connections", 0),
+            ("limits.header_read_timeout_secs", 0),
+            ("token.expiration_secs", 59),
+        ] {
+            let message = check(&with(field, json!(value))).unwrap_err().to_string();
+            assert!(message.contains(field), "{field}: {message}");
+        }
+    }
+}
