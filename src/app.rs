@@ -9,9 +9,9 @@ use socket2::Socket;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{parse_listen_address, ListenAddress, LogFormat, LogSettings};
-use crate::server;
 use crate::snapshot::Snapshot;
 use crate::state::State;
+use crate::{listeners, server};
 
 /// Runs the server on the config at `config_path`. Returns when a shutdown
 /// signal has been handled; errors are start-up failures.
@@ -20,7 +20,7 @@ pub fn serve(config_path: &Path) -> anyhow::Result<()> {
     init_logging(&log_settings_of(&config_path));
     // Taking systemd's sockets edits the environment: do it while this is
     // still the only thread.
-    let inherited = server::take_inherited_sockets()?;
+    let inherited = listeners::take_inherited_sockets()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -59,9 +59,9 @@ async fn serve_async(config_path: PathBuf, inherited: Vec<Socket>) -> anyhow::Re
     // Handlers go in before anything listens: a SIGTERM that arrives once
     // we are ready must drain, not kill.
     let shutdown = shutdown_signal()?;
-    let mut listeners = server::inherited_listeners(inherited, trust_unix)?;
+    let mut listeners = listeners::inherited_listeners(inherited, trust_unix)?;
     if listeners.is_empty() {
-        listeners = server::bind_all(&listen, backlog)?;
+        listeners = listeners::bind_all(&listen, backlog)?;
     } else {
         tracing::info!(
             count = listeners.len(),

@@ -20,7 +20,8 @@
 //! - Checks with state: [`credentials`] (bcrypt off the reactor, a cache of
 //!   successes), [`token_cache`] (verified tokens for `/auth`).
 //! - Edges: [`http`] (router, endpoints, and the one mapping from errors to
-//!   responses), [`server`] (listeners, accept loop, graceful drain),
+//!   responses), [`listeners`] (TCP, unix and systemd sockets), [`server`]
+//!   (accept loop, graceful drain),
 //!   [`metrics`] (Prometheus), [`app`] (wires `serve`), [`commands`] (the
 //!   other CLI commands).
 
@@ -31,6 +32,7 @@ pub mod config;
 pub mod credentials;
 pub mod http;
 pub mod keys;
+pub mod listeners;
 pub mod media_type;
 pub mod metrics;
 pub mod pattern;

@@ -229,6 +229,16 @@ impl Snapshot {
         };
         let _ = writeln!(out, "auth mode: {mode}");
         let _ = writeln!(out, "users:     {}", self.users.len());
+        let costs = self.users.bcrypt_costs();
+        if costs.len() > 1 {
+            let listed: Vec<String> = costs.keys().map(u32::to_string).collect();
+            let _ = writeln!(
+                out,
+                "warning:   users' bcrypt costs differ ({}): response times can tell them apart; \
+                 hash every password at one cost",
+                listed.join(", ")
+            );
+        }
         let _ = writeln!(out, "acl:       {} rule(s)", self.acl.len());
         out
     }

@@ -46,6 +46,7 @@ impl Config {
             ONE_DAY_SECS,
             "one day",
         )?;
+        self.validate_log()?;
         self.validate_limits()
     }
 
@@ -139,6 +140,17 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    fn validate_log(&self) -> Result<(), ConfigError> {
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map(|_| ())
+            .map_err(|error| {
+                invalid(
+                    "log.level",
+                    format!("not a tracing filter such as `info` or `regauth=debug`: {error}"),
+                )
+            })
     }
 
     fn validate_limits(&self) -> Result<(), ConfigError> {
@@ -262,6 +274,15 @@ mod tests {
 
     fn check(doc: &Value) -> Result<Config, ConfigError> {
         Config::parse(&doc.to_string(), Path::new("/etc/regauth"))
+    }
+
+    #[test]
+    fn log_level_must_be_a_filter() {
+        assert!(check(&with("log.level", json!("regauth=debug,info"))).is_ok());
+        let message = check(&with("log.level", json!("regauth=loudest")))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("log.level"), "{message}");
     }
 
     /// Every bounded setting: its bound is accepted, one more is refused
