@@ -8,7 +8,6 @@ use std::net::TcpStream;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -151,11 +150,7 @@ fn a_private_key_readable_by_group_is_refused_with_the_fix() {
     fs::set_permissions(&key, fs::Permissions::from_mode(0o640)).expect("chmod 640");
     let hint = format!("run `chmod 600 {}`", key.display());
 
-    let out = Command::new(REGAUTH)
-        .arg("check-config")
-        .arg(&path)
-        .output()
-        .expect("check-config");
+    let out = check_config(&path);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "check-config: {stderr}");
     assert!(

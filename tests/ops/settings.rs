@@ -2,8 +2,6 @@
 //! (`check-config` prints it, `serve` logs it at WARN), and values past their upper bound
 //! are refused by both with the field named, instead of a panic once serving.
 
-use std::process::Command;
-
 use serde_json::json;
 
 use crate::common::*;
@@ -22,11 +20,7 @@ fn a_trusted_tcp_listener_is_accepted_with_a_warning() {
     doc["auth"] = json!({ "trusted_user_header": "X-Proxy-User" });
     let path = h.write("regauth.json", to_bytes(&doc));
 
-    let out = Command::new(REGAUTH)
-        .arg("check-config")
-        .arg(&path)
-        .output()
-        .expect("check-config");
+    let out = check_config(&path);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -60,11 +54,7 @@ fn values_past_their_bounds_are_refused_before_serving() {
     let path = h.write("regauth.json", to_bytes(&doc));
     let message = "field `credential_cache_secs`: must be at most 86400 (one day)";
 
-    let out = Command::new(REGAUTH)
-        .arg("check-config")
-        .arg(&path)
-        .output()
-        .expect("check-config");
+    let out = check_config(&path);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "check-config: {stderr}");
     assert!(stderr.contains(message), "check-config: {stderr}");

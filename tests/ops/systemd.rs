@@ -114,11 +114,7 @@ fn systemd_config_example_matches_the_unit_and_is_valid() {
     );
     h.write(&htpasswd, format!("alice:{}\n", hash_password("pw")));
     let path = h.write("regauth.json", to_bytes(&doc));
-    let out = Command::new(REGAUTH)
-        .arg("check-config")
-        .arg(&path)
-        .output()
-        .expect("check-config");
+    let out = check_config(&path);
     assert!(
         out.status.success(),
         "{}",

@@ -96,6 +96,16 @@ pub fn regauth_cmd(args: &[&str], stdin: &str) -> String {
     String::from_utf8(out.stdout).expect("regauth stdout is UTF-8")
 }
 
+/// `regauth check-config PATH`, whatever its outcome: tests assert on the exit status and
+/// on what it printed.
+pub fn check_config(path: &Path) -> std::process::Output {
+    Command::new(REGAUTH)
+        .arg("check-config")
+        .arg(path)
+        .output()
+        .expect("run regauth check-config")
+}
+
 /// `regauth keygen`: writes `<stem>.key` and `<stem>.crt` into the temp dir.
 pub fn keygen(h: &Harness, algorithm: &str, stem: &str) -> (PathBuf, PathBuf) {
     let key = h.file(&format!("{stem}.key"));
