@@ -140,7 +140,7 @@ fn original_request<'h>(
     headers: &'h HeaderMap,
     settings: &AuthSettings,
 ) -> Result<(&'h str, &'h str), String> {
-    let read = |name: &str| match headers.get(name) {
+    let read = |name: &http::HeaderName| match headers.get(name) {
         None => Err(format!(
             "the subrequest lacks {name}: check the nginx include"
         )),
@@ -164,7 +164,7 @@ async fn decide(
     if let Some(header) = &settings.trusted_user_header {
         let proxy_user = request
             .headers()
-            .get(header.as_str())
+            .get(header)
             .and_then(|value| value.to_str().ok())
             .filter(|value| !value.is_empty());
         match proxy_user {
@@ -294,7 +294,7 @@ async fn verified_claims(
 ) -> Result<Arc<AccessClaims>, String> {
     let config = &snapshot.config;
     let now = unix_now();
-    let leeway = i64::try_from(config.auth.leeway_secs).unwrap_or(i64::MAX);
+    let leeway = config.auth.leeway.as_i64();
     let key = TokenCache::key(snapshot.generation, token);
     if let Some(claims) = state.tokens.get(&key).await {
         if now > claims.exp.saturating_add(leeway) {
@@ -305,7 +305,7 @@ async fn verified_claims(
     let expect = Expectations {
         issuer: &config.issuer,
         audience: &config.service,
-        leeway_secs: config.auth.leeway_secs,
+        leeway_secs: config.auth.leeway.secs(),
         now,
     };
     let claims = token::verify_access(&snapshot.verifying_keys, token, &expect)
@@ -344,10 +344,9 @@ fn answer(snapshot: &Snapshot, decision: Decision, needed_text: &str) -> Respons
             *response.status_mut() = StatusCode::OK;
             let name = user.or_else(|| config.auth.anonymous_user.clone());
             if let Some(value) = name.and_then(|name| HeaderValue::from_str(&name).ok()) {
-                if let Ok(header) = http::HeaderName::from_bytes(config.auth.user_header.as_bytes())
-                {
-                    response.headers_mut().insert(header, value);
-                }
+                response
+                    .headers_mut()
+                    .insert(config.auth.user_header.clone(), value);
             }
             response
         }

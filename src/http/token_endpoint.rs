@@ -2,8 +2,6 @@
 //! `POST` form (password and refresh_token grants). Parse the request, find
 //! who asks, let the ACL grant the intersection, sign, answer.
 
-use std::time::Duration;
-
 use http::header::CONTENT_TYPE;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -148,7 +146,7 @@ pub async fn post(
     // Collect works with Content-Length and chunked bodies alike (podman
     // sends its refresh grant chunked). A body that stalls must not hold the
     // connection slot for ever: it gets as long as the headers got.
-    let read_limit = Duration::from_secs(snapshot.config.limits.header_read_timeout_secs);
+    let read_limit = snapshot.config.limits.header_read_timeout.duration();
     let body = tokio::time::timeout(
         read_limit,
         Limited::new(request.into_body(), MAX_FORM_BYTES).collect(),
@@ -326,7 +324,7 @@ fn issue(
     };
     let granted = snapshot.acl.grant(&subject, requested);
     let now = unix_now();
-    let lifetime = i64::try_from(config.token.expiration_secs).unwrap_or(i64::MAX);
+    let lifetime = config.token.expiration.as_i64();
     let account = identity.account.clone().unwrap_or_default();
     let claims = AccessClaims {
         iss: config.issuer.clone(),
@@ -343,8 +341,7 @@ fn issue(
     let refresh_token = match (refresh, &identity.account, &identity.credential) {
         (Refresh::Echo(presented_token), _, _) => Some(presented_token),
         (Refresh::Issue, Some(account), Some(credential)) => {
-            let refresh_lifetime =
-                i64::try_from(config.token.refresh_expiration_secs).unwrap_or(i64::MAX);
+            let refresh_lifetime = config.token.refresh_expiration.as_i64();
             let claims = RefreshClaims::new(
                 &config.issuer,
                 account,
@@ -379,7 +376,7 @@ fn issue(
     let mut body = json!({
         "token": access_token,
         "access_token": access_token,
-        "expires_in": config.token.expiration_secs,
+        "expires_in": config.token.expiration.secs(),
         "issued_at": rfc3339(now),
     });
     if let Some(refresh_token) = refresh_token {
