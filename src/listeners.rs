@@ -299,7 +299,10 @@ pub fn inherited_listeners(
         let shown = address
             .as_ref()
             .map_or_else(|| "unix".to_owned(), ToString::to_string);
-        let label = format!("systemd fd {fd} {name} ({shown})");
+        let label = match name.as_str() {
+            "unknown" => format!("systemd fd {fd} ({shown})"),
+            name => format!("systemd fd {fd} ({shown}, named {name})"),
+        };
         let listener = if local.is_unix() {
             let options = options.unwrap_or_else(|| Listener {
                 trusted: trust_unix,

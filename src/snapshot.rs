@@ -389,7 +389,7 @@ mod tests {
         assert_eq!(warnings.len(), 1, "{summary}");
         assert!(
             warnings[0].contains("127.0.0.1:5002 is trusted")
-                && warnings[0].contains("x-proxy-user"),
+                && warnings[0].contains("X-Proxy-User"),
             "{summary}"
         );
     }

@@ -36,7 +36,7 @@ pub use sections::{
     TokenSettings, UserSpec,
 };
 pub use validate::{check_user_name, is_bcrypt_hash};
-pub use values::{Count, Seconds, ONE_DAY};
+pub use values::{Count, HeaderField, Seconds, ONE_DAY};
 
 /// Why a configuration document was refused. Messages name the field.
 #[derive(Debug, thiserror::Error)]

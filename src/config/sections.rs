@@ -3,10 +3,9 @@
 
 use std::path::PathBuf;
 
-use http::HeaderName;
 use serde::Deserialize;
 
-use super::values::{header_name, optional_header_name, Count, Seconds};
+use super::values::{Count, HeaderField, Seconds};
 use super::values::{ONE_DAY, ONE_HOUR, ONE_MINUTE, TEN_YEARS};
 use crate::keys::{Algorithm, KidFormat};
 
@@ -97,20 +96,16 @@ pub struct AuthSettings {
     /// Path nginx's subrequest is sent to.
     pub path: String,
     /// Request header carrying the original URI (`$request_uri`).
-    #[serde(deserialize_with = "header_name")]
-    pub uri_header: HeaderName,
+    pub uri_header: HeaderField,
     /// Request header carrying the original method (`$request_method`).
-    #[serde(deserialize_with = "header_name")]
-    pub method_header: HeaderName,
+    pub method_header: HeaderField,
     /// Response header naming the user, for `auth_request_set`.
-    #[serde(deserialize_with = "header_name")]
-    pub user_header: HeaderName,
+    pub user_header: HeaderField,
     /// Name sent in `user_header` for anonymous requests; none when unset.
     pub anonymous_user: Option<String>,
     /// Request header set by a front proxy that authenticated the user
     /// itself; honoured only on listeners marked `trusted`.
-    #[serde(deserialize_with = "optional_header_name")]
-    pub trusted_user_header: Option<HeaderName>,
+    pub trusted_user_header: Option<HeaderField>,
     /// Clock skew allowed on `exp`/`nbf` (`leeway_secs`).
     #[serde(rename = "leeway_secs")]
     pub leeway: Leeway,
@@ -123,9 +118,9 @@ impl Default for AuthSettings {
         AuthSettings {
             mode: AuthMode::Token,
             path: "/auth".into(),
-            uri_header: HeaderName::from_static("x-original-uri"),
-            method_header: HeaderName::from_static("x-original-method"),
-            user_header: HeaderName::from_static("remote-user"),
+            uri_header: HeaderField::from_static("X-Original-URI"),
+            method_header: HeaderField::from_static("X-Original-Method"),
+            user_header: HeaderField::from_static("Remote-User"),
             anonymous_user: None,
             trusted_user_header: None,
             leeway: Leeway::from_secs_const(0),

@@ -202,7 +202,7 @@ mod tests {
     #[test]
     fn header_names_are_parsed_with_the_field_named() {
         let config = check(&with("auth.uri_header", json!("X-Forwarded-Uri"))).unwrap();
-        assert_eq!(config.auth.uri_header, "x-forwarded-uri");
+        assert_eq!(config.auth.uri_header.name(), "x-forwarded-uri");
         for field in [
             "auth.uri_header",
             "auth.user_header",

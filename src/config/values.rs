@@ -4,6 +4,7 @@
 //! converts or re-checks it.
 
 use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
 use serde::de::Error as _;
@@ -144,28 +145,62 @@ fn describe_secs(secs: u64) -> Option<&'static str> {
     }
 }
 
-/// Deserializes an HTTP header name (`X-Original-URI`), refusing text that
-/// is not one.
-pub fn header_name<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<http::HeaderName, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    parse_header_name(&text).map_err(D::Error::custom)
+/// A header name from the config: parsed once for lookups, and kept as
+/// the operator wrote it for messages and logs (`X-Original-URI`, not the
+/// normalised `x-original-uri`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderField {
+    name: http::HeaderName,
+    written: Box<str>,
 }
 
-/// [`header_name`] for an optional field.
-pub fn optional_header_name<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<http::HeaderName>, D::Error> {
-    match Option::<String>::deserialize(deserializer)? {
-        None => Ok(None),
-        Some(text) => parse_header_name(&text).map(Some).map_err(D::Error::custom),
+impl HeaderField {
+    /// A header name known at compile time, for defaults.
+    pub fn from_static(written: &'static str) -> HeaderField {
+        HeaderField {
+            name: http::HeaderName::from_bytes(written.as_bytes())
+                .unwrap_or_else(|_| panic!("`{written}` is not a header name")),
+            written: written.into(),
+        }
+    }
+
+    /// The parsed name, for `HeaderMap` lookups and inserts.
+    pub fn name(&self) -> &http::HeaderName {
+        &self.name
+    }
+
+    /// The name as written in the config.
+    pub fn as_str(&self) -> &str {
+        &self.written
     }
 }
 
-fn parse_header_name(text: &str) -> Result<http::HeaderName, String> {
-    http::HeaderName::from_bytes(text.as_bytes())
-        .map_err(|_| format!("`{text}` is not a valid header name"))
+impl FromStr for HeaderField {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<HeaderField, String> {
+        match http::HeaderName::from_bytes(text.as_bytes()) {
+            Ok(name) => Ok(HeaderField {
+                name,
+                written: text.into(),
+            }),
+            Err(_) => Err(format!("`{text}` is not a valid header name")),
+        }
+    }
+}
+
+impl fmt::Display for HeaderField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.written)
+    }
+}
+
+impl<'de> Deserialize<'de> for HeaderField {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(D::Error::custom)
+    }
 }
 
 #[cfg(test)]
@@ -199,14 +234,10 @@ mod tests {
             .contains("must be at least 1"));
         assert_eq!(Count::<1, 10>::new(10).unwrap().as_usize(), 10);
 
-        #[derive(Deserialize)]
-        struct Named {
-            #[serde(deserialize_with = "header_name")]
-            name: http::HeaderName,
-        }
-        let named: Named = serde_json::from_str(r#"{"name": "X-Original-URI"}"#).unwrap();
-        assert_eq!(named.name, "x-original-uri");
-        let bad = serde_json::from_str::<Named>(r#"{"name": "X Original"}"#);
+        let named: HeaderField = serde_json::from_str(r#""X-Original-URI""#).unwrap();
+        assert_eq!(named.name(), "x-original-uri");
+        assert_eq!(named.to_string(), "X-Original-URI");
+        let bad = serde_json::from_str::<HeaderField>(r#""X Original""#);
         assert!(bad
             .err()
             .unwrap()

@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use super::basic::{presented, Presented};
 use super::{basic_challenge, unix_now, ApiError, Body, Connection};
 use crate::acl::Subject;
-use crate::config::{AuthMode, AuthSettings};
+use crate::config::{AuthMode, AuthSettings, HeaderField};
 use crate::scope::ResourceScope;
 use crate::snapshot::Snapshot;
 use crate::state::State;
@@ -140,7 +140,7 @@ fn original_request<'h>(
     headers: &'h HeaderMap,
     settings: &AuthSettings,
 ) -> Result<(&'h str, &'h str), String> {
-    let read = |name: &http::HeaderName| match headers.get(name) {
+    let read = |name: &HeaderField| match headers.get(name.name()) {
         None => Err(format!(
             "the subrequest lacks {name}: check the nginx include"
         )),
@@ -164,7 +164,7 @@ async fn decide(
     if let Some(header) = &settings.trusted_user_header {
         let proxy_user = request
             .headers()
-            .get(header)
+            .get(header.name())
             .and_then(|value| value.to_str().ok())
             .filter(|value| !value.is_empty());
         match proxy_user {
@@ -346,7 +346,7 @@ fn answer(snapshot: &Snapshot, decision: Decision, needed_text: &str) -> Respons
             if let Some(value) = name.and_then(|name| HeaderValue::from_str(&name).ok()) {
                 response
                     .headers_mut()
-                    .insert(config.auth.user_header.clone(), value);
+                    .insert(config.auth.user_header.name().clone(), value);
             }
             response
         }

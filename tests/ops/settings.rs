@@ -28,7 +28,7 @@ fn a_trusted_tcp_listener_is_accepted_with_a_warning() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let warning = format!("{addr} is trusted: anyone who can reach this TCP port may name any account in x-proxy-user");
+    let warning = format!("{addr} is trusted: anyone who can reach this TCP port may name any account in X-Proxy-User");
     assert!(
         stdout
             .lines()
