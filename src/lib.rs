@@ -14,7 +14,7 @@
 //!   [`route`] (original method + URI → the access it needs),
 //!   [`media_type`] (a `Content-Type` read the way Go reads it),
 //!   [`token`] (JWT claims, signing and verification), [`keys`] (PEM keys,
-//!   key IDs, certificates).
+//!   key IDs, certificates, the JWKS for registry 3).
 //! - Configuration: [`config`] (the JSON document), [`users`] (inline users
 //!   and htpasswd), [`snapshot`] (everything derived from one config
 //!   version), [`state`] (the swappable snapshot plus caches),
