@@ -18,6 +18,7 @@
 //! types). A new feature adds its section type and one field below.
 
 mod listen;
+mod registry;
 mod sections;
 mod validate;
 mod values;
@@ -30,6 +31,7 @@ use serde::Deserialize;
 use crate::acl::RuleSpec;
 
 pub use listen::{ListenAddress, Listener, SocketMode};
+pub use registry::{registry_warnings, RegistryKeys, RegistrySettings, RegistryVersion, Signing};
 pub use sections::{
     AuthMode, AuthSettings, Backlog, CacheCapacity, ConnectionBudget, Grace, Leeway, Limits,
     LogFilter, LogFormat, LogSettings, RefreshLifetime, ServerTimeout, TokenLifetime,
@@ -107,6 +109,9 @@ pub struct Config {
     /// Connection limits and timeouts.
     #[serde(default)]
     pub limits: Limits,
+    /// The registry that verifies tokens, if known: only for `check-config`'s warnings.
+    #[serde(default)]
+    pub registry: Option<RegistrySettings>,
 }
 
 fn default_listen() -> Vec<Listener> {
