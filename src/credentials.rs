@@ -129,6 +129,7 @@ mod tests {
         let spec = UserSpec {
             password: bcrypt::hash(password, 4).unwrap(),
             groups: vec!["staff".into()],
+            tokens_only: false,
         };
         let name = name.to_owned();
         Users::build([(&name, &spec)], vec![]).unwrap()

@@ -54,6 +54,11 @@ enum Command {
         /// The JSON configuration file.
         config: PathBuf,
     },
+    /// Create, list and revoke scoped API tokens.
+    Token {
+        #[command(subcommand)]
+        command: regauth::token_commands::TokenCommand,
+    },
 }
 
 fn parse_algorithm(text: &str) -> Result<Algorithm, String> {
@@ -73,6 +78,7 @@ fn main() -> ExitCode {
             cn,
         } => regauth::commands::keygen(algorithm, &key, &cert, &cn),
         Command::CheckConfig { config } => regauth::commands::check_config(&config),
+        Command::Token { command } => regauth::token_commands::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
