@@ -111,10 +111,7 @@ fn create(
         bail!("the description must be one line without control characters");
     }
     let now = OffsetDateTime::now_utc().replace_nanosecond(0)?;
-    let expires = match lifetime {
-        Some(lifetime) => Some(now + lifetime),
-        None => None,
-    };
+    let expires = lifetime.map(|lifetime| now + lifetime);
     let secret = new_secret();
     let record = edit(&path, |file| {
         let mut id = new_id();

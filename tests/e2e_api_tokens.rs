@@ -19,7 +19,12 @@ const SERVICE: &str = "registry.test";
 const ISSUER: &str = "regauth-e2e";
 /// What skopeo prints when a request is refused: the registry's 401 body, or nginx's
 /// `unauthorized`/`denied` error codes.
-const REFUSED: &[&str] = &["authentication required", "unauthorized", "denied"];
+const REFUSED: &[&str] = &[
+    "authentication required",
+    "unauthorized",
+    "denied",
+    "403 (Forbidden)",
+];
 
 /// A human who may do anything in `ci/**` and `team/**`.
 const ALICE: (&str, &str) = ("alice", "alice-Secret-1");

@@ -15,7 +15,12 @@ use support::*;
 
 const SERVICE: &str = "registry.test";
 const ISSUER: &str = "regauth-e2e";
-const REFUSED: &[&str] = &["authentication required", "unauthorized", "denied"];
+const REFUSED: &[&str] = &[
+    "authentication required",
+    "unauthorized",
+    "denied",
+    "403 (Forbidden)",
+];
 
 /// The `federation` entry: GitHub-style claims, the owner `Acme` on any branch.
 fn federation(issuer: &OidcIssuer) -> Value {

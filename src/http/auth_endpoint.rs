@@ -28,7 +28,12 @@ use crate::token_cache::TokenCache;
 /// What `/auth` decided.
 enum Decision {
     /// Let the request through as this user (`None`: anonymous).
-    Allow { user: Option<String> },
+    /// `credential` names the API token or issuer that vouched, for the
+    /// audit line.
+    Allow {
+        user: Option<String>,
+        credential: Option<String>,
+    },
     /// 401: a (better) credential may help. `error` is the Bearer
     /// challenge's `error` parameter.
     Challenge {
@@ -110,7 +115,10 @@ pub async fn handle(
         .collect::<Vec<_>>()
         .join(" ");
     let (account, reason) = match &decision {
-        Decision::Allow { user } => (user.as_deref().unwrap_or(""), String::new()),
+        Decision::Allow { user, credential } => (
+            user.as_deref().unwrap_or(""),
+            credential.clone().unwrap_or_default(),
+        ),
         Decision::Challenge {
             reason, account, ..
         }
@@ -212,9 +220,9 @@ async fn decide(
             };
             match identity::authenticate(state, snapshot, &credentials).await {
                 Ok(identity) => decide_by_acl(snapshot, Some(&identity), needed),
-                Err(IdentityError::WrongCredential { reason, .. }) => Decision::Challenge {
+                Err(error @ IdentityError::WrongCredential { .. }) => Decision::Challenge {
                     error: None,
-                    reason: reason.to_owned(),
+                    reason: error.detail(),
                     account: Some(user),
                 },
                 Err(error) => Decision::Unidentified {
@@ -250,14 +258,24 @@ fn decide_by_acl(
         let allowed = snapshot
             .acl
             .allowed(&subject, &scope.resource_type, &scope.name);
-        !covers(&allowed, scope)
+        !covers(&allowed, scope) || identity.is_some_and(|identity| !identity.within_limit(scope))
     });
     match refused {
         None => Decision::Allow {
             user: account.map(str::to_owned),
+            credential: identity.and_then(|identity| {
+                let detail = identity.source.detail()?;
+                Some(format!("{} {detail}", identity.source.label()))
+            }),
         },
         Some(scope) if identity.is_some() => Decision::Deny {
-            reason: format!("access denied by the ACL: {}", scope.challenge_string()),
+            reason: match identity.and_then(|identity| identity.source.detail()) {
+                Some(detail) => format!(
+                    "access denied by the ACL or the scopes of {detail}: {}",
+                    scope.challenge_string()
+                ),
+                None => format!("access denied by the ACL: {}", scope.challenge_string()),
+            },
             account: account.map(str::to_owned),
         },
         Some(scope) => Decision::Challenge {
@@ -290,6 +308,7 @@ async fn decide_by_token(
     {
         None => Decision::Allow {
             user: Some(claims.sub.clone()).filter(|sub| !sub.is_empty()),
+            credential: None,
         },
         Some(scope) => Decision::Challenge {
             error: Some("insufficient_scope"),
@@ -353,7 +372,7 @@ fn token_covers(access: &[AccessEntry], needed: &ResourceScope) -> bool {
 fn answer(snapshot: &Snapshot, decision: Decision, needed_text: &str) -> Response<Body> {
     let config = &snapshot.config;
     match decision {
-        Decision::Allow { user } => {
+        Decision::Allow { user, .. } => {
             let mut response = Response::new(Full::new(Bytes::new()));
             *response.status_mut() = StatusCode::OK;
             let name = user.or_else(|| config.auth.anonymous_user.clone());

@@ -298,6 +298,11 @@ fn issue(
     let config = &snapshot.config;
     let subject = identity.map_or(Subject::anonymous(), Identity::subject);
     let granted = snapshot.acl.grant(&subject, requested);
+    // An API token's scopes narrow the grant further.
+    let granted = match identity {
+        Some(identity) => identity.limit(granted),
+        None => granted,
+    };
     let now = unix_now();
     let lifetime = i64::try_from(config.token.expiration_secs).unwrap_or(i64::MAX);
     let account = identity
@@ -345,6 +350,8 @@ fn issue(
         account = %account,
         peer = %connection.peer,
         grant,
+        source = identity.map_or("anonymous", |identity| identity.source.label()),
+        credential = identity.and_then(|identity| identity.source.detail()).unwrap_or_default(),
         client,
         requested = %requested_text,
         granted = %granted_text,

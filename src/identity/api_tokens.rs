@@ -21,6 +21,7 @@ use std::fs;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -29,7 +30,9 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
+use super::{Credentials, Identity, IdentityError, Source};
 use crate::acl::{Acl, RuleSpec};
+use crate::snapshot::Snapshot;
 
 /// Every secret starts with this, so that a secret is recognisable in a
 /// password field (and by secret scanners in a leaked log or repository).
@@ -226,7 +229,7 @@ pub struct ApiToken {
     /// The account it logs in as.
     pub account: String,
     /// What it may be granted at most: its scopes as subject-free rules.
-    pub scope_limit: Acl,
+    pub scope_limit: Arc<Acl>,
     /// Its scopes as written, for logs.
     pub scopes: Vec<String>,
     /// Expiry, unix seconds; `None`: never.
@@ -252,6 +255,12 @@ pub enum ApiTokenRefusal {
         /// The token's id.
         id: String,
     },
+    /// The token's account is no longer a user.
+    #[error("the account of API token {id} no longer exists")]
+    AccountGone {
+        /// The token's id.
+        id: String,
+    },
 }
 
 impl ApiTokenRefusal {
@@ -261,6 +270,17 @@ impl ApiTokenRefusal {
             ApiTokenRefusal::Unknown => "unknown",
             ApiTokenRefusal::WrongAccount { .. } => "wrong_account",
             ApiTokenRefusal::Expired { .. } => "expired",
+            ApiTokenRefusal::AccountGone { .. } => "account_gone",
+        }
+    }
+
+    /// What the client is told.
+    pub fn client_message(&self) -> &'static str {
+        match self {
+            ApiTokenRefusal::Unknown => "unknown or revoked API token",
+            ApiTokenRefusal::WrongAccount { .. } => "the API token belongs to another account",
+            ApiTokenRefusal::Expired { .. } => "the API token has expired",
+            ApiTokenRefusal::AccountGone { .. } => "unknown or revoked API token",
         }
     }
 
@@ -268,7 +288,9 @@ impl ApiTokenRefusal {
     pub fn token_id(&self) -> Option<&str> {
         match self {
             ApiTokenRefusal::Unknown => None,
-            ApiTokenRefusal::WrongAccount { id } | ApiTokenRefusal::Expired { id } => Some(id),
+            ApiTokenRefusal::WrongAccount { id }
+            | ApiTokenRefusal::Expired { id }
+            | ApiTokenRefusal::AccountGone { id } => Some(id),
         }
     }
 }
@@ -312,7 +334,7 @@ impl ApiTokens {
                 ApiToken {
                     id: record.id.clone(),
                     account: record.account.clone(),
-                    scope_limit,
+                    scope_limit: Arc::new(scope_limit),
                     scopes: record.scopes.clone(),
                     expires: record.expires.map(OffsetDateTime::unix_timestamp),
                 },
@@ -371,6 +393,64 @@ impl ApiTokens {
     pub fn is_empty(&self) -> bool {
         self.by_hash.is_empty()
     }
+}
+
+/// The API token source: a secret presented as the password of its
+/// account. Counts every attempt by token id (never the secret).
+pub fn authenticate(
+    snapshot: &Snapshot,
+    credentials: &Credentials<'_>,
+    now: i64,
+) -> Result<Identity, IdentityError> {
+    let outcome = snapshot
+        .api_tokens
+        .authenticate(credentials.user, credentials.password, now)
+        .and_then(|token| identity_of(snapshot, token));
+    let (token_id, label) = match &outcome {
+        Ok(identity) => (identity.source.detail().unwrap_or_default(), "ok"),
+        Err(refusal) => (refusal.token_id().unwrap_or("unknown"), refusal.label()),
+    };
+    metrics::counter!(
+        "regauth_api_token_logins_total",
+        "token_id" => token_id.to_owned(),
+        "outcome" => label
+    )
+    .increment(1);
+    outcome.map_err(|refusal| IdentityError::WrongCredential {
+        reason: refusal.client_message(),
+        detail: refusal.to_string(),
+    })
+}
+
+/// The identity a refresh token bound to an API token stands for, while
+/// that token still holds.
+pub fn redeem(
+    snapshot: &Snapshot,
+    binding: &str,
+    account: &str,
+    now: i64,
+) -> Result<Identity, ApiTokenRefusal> {
+    let token = snapshot.api_tokens.redeem(binding, account, now)?;
+    identity_of(snapshot, token)
+}
+
+/// A token's identity: its account, with the groups the account has now.
+fn identity_of(snapshot: &Snapshot, token: &ApiToken) -> Result<Identity, ApiTokenRefusal> {
+    let user = snapshot
+        .users
+        .get(&token.account)
+        .ok_or_else(|| ApiTokenRefusal::AccountGone {
+            id: token.id.clone(),
+        })?;
+    Ok(Identity {
+        account: token.account.clone(),
+        groups: user.groups.clone(),
+        source: Source::ApiToken {
+            id: token.id.clone(),
+        },
+        refresh_binding: Some(refresh_binding(token)),
+        scope_limit: Some(Arc::clone(&token.scope_limit)),
+    })
 }
 
 /// What a refresh token from a login with `token` is bound to.
@@ -620,6 +700,37 @@ mod tests {
                 "repository:ci/x:pull,push"
             ]
         );
+    }
+
+    #[test]
+    fn an_identity_with_a_scope_limit_gets_the_intersection() {
+        let limit = compile_scopes(&["repository:${account}/**:pull,push".into()]).unwrap();
+        let identity = Identity {
+            account: "ci".into(),
+            groups: vec![],
+            source: Source::ApiToken { id: "tok_1".into() },
+            refresh_binding: None,
+            scope_limit: Some(Arc::new(limit)),
+        };
+        // What the ACL granted, narrowed.
+        let acl_granted =
+            parse_scopes(["repository:ci/app:*", "repository:other/app:pull"]).unwrap();
+        let granted: Vec<String> = identity
+            .limit(acl_granted)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(granted, ["repository:ci/app:pull,push"]);
+        let needed = |text: &str| parse_scopes([text]).unwrap().remove(0);
+        assert!(identity.within_limit(&needed("repository:ci/app:pull,push")));
+        assert!(!identity.within_limit(&needed("repository:ci/app:delete")));
+        assert!(!identity.within_limit(&needed("repository:other/app:pull")));
+        assert!(!identity.within_limit(&needed("registry:catalog:*")));
+        let unlimited = Identity {
+            scope_limit: None,
+            ..identity
+        };
+        assert!(unlimited.within_limit(&needed("registry:catalog:*")));
     }
 
     #[test]

@@ -30,6 +30,8 @@ use crate::config::{ConfigError, FederationSpec};
 use crate::pattern::NamePattern;
 
 use super::jwks::{tls_config, KeyCache, KeySource};
+use super::{Credentials, Identity, IdentityError, Source};
+use crate::snapshot::Snapshot;
 
 /// Clock skew allowed between the issuer and us on `exp`, `nbf` and `iat`.
 pub const CLOCK_SKEW_SECS: i64 = 60;
@@ -131,6 +133,24 @@ impl FederationError {
             FederationError::MissingClaim(_) => "missing_claim",
             FederationError::ConditionFailed { .. } => "condition_failed",
             FederationError::BadAccount(_) => "bad_account",
+        }
+    }
+
+    /// What the client is told: the failure mode, no detail.
+    pub fn client_message(&self) -> &'static str {
+        match self {
+            FederationError::Malformed(_) => "malformed identity token",
+            FederationError::UnknownIssuer(_) => "identity token issuer is not trusted",
+            FederationError::IssuerUnreachable { .. } => "identity token issuer is unreachable",
+            FederationError::UnknownKey { .. } => "identity token signed by an unknown key",
+            FederationError::Algorithm(_) => "identity token algorithm is not accepted",
+            FederationError::BadSignature => "identity token signature is invalid",
+            FederationError::WrongAudience { .. } => "identity token audience is wrong",
+            FederationError::Expired { .. } => "identity token expired",
+            FederationError::NotYetValid { .. } => "identity token is not valid yet",
+            FederationError::MissingClaim(_) => "identity token lacks a required claim",
+            FederationError::ConditionFailed { .. } => "identity token fails a claim condition",
+            FederationError::BadAccount(_) => "identity token maps to an invalid account name",
         }
     }
 }
@@ -453,7 +473,7 @@ impl FederationRule {
             subject: claims
                 .get("sub")
                 .and_then(Value::as_str)
-                .map(|sub| crate::scope::excerpt(sub))
+                .map(crate::scope::excerpt)
                 .unwrap_or_default(),
         })
     }
@@ -470,7 +490,10 @@ impl FederationRule {
         };
         if !audience_ok {
             return Err(FederationError::WrongAudience {
-                found: echo(&claims["aud"].to_string()),
+                found: match &claims["aud"] {
+                    Value::String(aud) => echo(aud),
+                    other => echo(&other.to_string()),
+                },
                 expected: self.audience.clone(),
             });
         }
@@ -724,32 +747,85 @@ impl Federation {
     }
 
     /// Verifies an ID token presented as a password: finds the entry by
-    /// `iss`, gets the key (cached or fetched), verifies and maps. Returns
-    /// the identity and the issuer (for the audit line).
-    pub async fn authenticate(
+    /// `iss`, gets the key (cached or fetched), verifies and maps. Also
+    /// returns the configured issuer the token named, when there is one
+    /// (for metrics and the audit line).
+    pub async fn login(
         &self,
         keys: &Arc<KeyCache>,
         token: &str,
         now: i64,
-    ) -> Result<(FederatedIdentity, String), FederationError> {
-        let unverified = peek(token)?;
+    ) -> (Option<&str>, Result<FederatedIdentity, FederationError>) {
+        let unverified = match peek(token) {
+            Ok(unverified) => unverified,
+            Err(error) => return (None, Err(error)),
+        };
         let (Some(rule), Some(source)) = (
             self.rules.for_issuer(&unverified.issuer),
             self.sources.get(&unverified.issuer),
         ) else {
-            return Err(FederationError::UnknownIssuer(echo(&unverified.issuer)));
+            return (
+                None,
+                Err(FederationError::UnknownIssuer(echo(&unverified.issuer))),
+            );
         };
-        let key = keys
+        let verified = match keys
             .key(source, unverified.kid.as_deref(), Instant::now())
-            .await?;
-        let identity = rule.verify(token, &key, now)?;
-        Ok((identity, rule.issuer.clone()))
+            .await
+        {
+            Ok(key) => rule.verify(token, &key, now),
+            Err(error) => Err(error),
+        };
+        (Some(rule.issuer.as_str()), verified)
     }
 
     /// The configured issuers.
     pub fn issuers(&self) -> Vec<&str> {
         self.rules.iter().map(|rule| rule.issuer.as_str()).collect()
     }
+}
+
+/// The federation source: an OIDC ID token presented as the password
+/// (the user name is free). Every failure is a 401 whose message names the
+/// failure mode; the log gets the details.
+pub async fn authenticate(
+    keys: &Arc<KeyCache>,
+    snapshot: &Snapshot,
+    credentials: &Credentials<'_>,
+    now: i64,
+) -> Result<Identity, IdentityError> {
+    let (issuer, outcome) = snapshot
+        .federation
+        .login(keys, credentials.password, now)
+        .await;
+    let label = match &outcome {
+        Ok(_) => "ok",
+        Err(error) => error.label(),
+    };
+    metrics::counter!(
+        "regauth_federation_logins_total",
+        "issuer" => issuer.unwrap_or("unknown").to_owned(),
+        "outcome" => label
+    )
+    .increment(1);
+    let identity = outcome.map_err(|error| IdentityError::WrongCredential {
+        reason: error.client_message(),
+        detail: match issuer {
+            Some(issuer) => format!("{error} (issuer {issuer})"),
+            None => error.to_string(),
+        },
+    })?;
+    tracing::debug!(account = %identity.account, subject = %identity.subject, "identity token verified");
+    Ok(Identity {
+        account: identity.account,
+        groups: identity.groups,
+        source: Source::Federation {
+            issuer: issuer.unwrap_or_default().to_owned(),
+        },
+        // The ID token lives minutes; a refresh token must not outlive it.
+        refresh_binding: None,
+        scope_limit: None,
+    })
 }
 
 /// Claims of a test token, by name (for the tests of this module and of
