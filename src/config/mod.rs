@@ -12,6 +12,7 @@
 
 mod federation;
 mod listen;
+mod registry;
 mod sections;
 mod validate;
 
@@ -26,6 +27,7 @@ pub use federation::FederationSpec;
 pub use listen::{
     parse_listen_address, parse_socket_mode, ListenAddress, ListenOptions, ListenSpec,
 };
+pub use registry::{registry_warnings, RegistryKeys, RegistrySettings, RegistryVersion, Signing};
 pub use sections::{
     AuthMode, AuthSettings, Limits, LogFormat, LogSettings, TokenSettings, UserSpec,
 };
@@ -106,6 +108,9 @@ pub struct Config {
     /// Connection limits and timeouts.
     #[serde(default)]
     pub limits: Limits,
+    /// The registry that verifies tokens, if known: only for `check-config`'s warnings.
+    #[serde(default)]
+    pub registry: Option<RegistrySettings>,
 }
 
 fn default_listen() -> Vec<ListenSpec> {

@@ -703,34 +703,41 @@ mod tests {
     }
 
     #[test]
-    fn an_identity_with_a_scope_limit_gets_the_intersection() {
-        let limit = compile_scopes(&["repository:${account}/**:pull,push".into()]).unwrap();
+    fn an_api_token_login_grants_requested_and_acl_and_scopes() {
+        use crate::decide::token::{grant, RefreshAsked};
+        let secret = new_secret();
+        let tokens = table(vec![record(
+            "tok_1",
+            "ci",
+            &["repository:${account}/**:pull,push"],
+            None,
+            &secret.sha256_hex,
+        )])
+        .unwrap();
+        let token = tokens.authenticate("ci", &secret.secret, 0).unwrap();
         let identity = Identity {
             account: "ci".into(),
             groups: vec![],
-            source: Source::ApiToken { id: "tok_1".into() },
-            refresh_binding: None,
-            scope_limit: Some(Arc::new(limit)),
+            source: Source::ApiToken {
+                id: token.id.clone(),
+            },
+            refresh_binding: Some(refresh_binding(token)),
+            scope_limit: Some(Arc::clone(&token.scope_limit)),
         };
-        // What the ACL granted, narrowed.
-        let acl_granted =
-            parse_scopes(["repository:ci/app:*", "repository:other/app:pull"]).unwrap();
-        let granted: Vec<String> = identity
-            .limit(acl_granted)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let acl: Vec<RuleSpec> = serde_json::from_value(serde_json::json!([
+            { "account": "ci", "name": "**", "actions": ["*"] }
+        ]))
+        .unwrap();
+        let acl = Acl::compile(&acl).unwrap();
+        let requested = parse_scopes([
+            "repository:ci/app:*",
+            "repository:other/app:pull",
+            "registry:catalog:*",
+        ])
+        .unwrap();
+        let granted = grant(Some(&identity), &requested, RefreshAsked::New, &acl);
+        let granted: Vec<String> = granted.access.iter().map(ToString::to_string).collect();
         assert_eq!(granted, ["repository:ci/app:pull,push"]);
-        let needed = |text: &str| parse_scopes([text]).unwrap().remove(0);
-        assert!(identity.within_limit(&needed("repository:ci/app:pull,push")));
-        assert!(!identity.within_limit(&needed("repository:ci/app:delete")));
-        assert!(!identity.within_limit(&needed("repository:other/app:pull")));
-        assert!(!identity.within_limit(&needed("registry:catalog:*")));
-        let unlimited = Identity {
-            scope_limit: None,
-            ..identity
-        };
-        assert!(unlimited.within_limit(&needed("registry:catalog:*")));
     }
 
     #[test]

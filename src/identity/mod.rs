@@ -31,7 +31,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::acl::{Acl, Subject};
-use crate::scope::ResourceScope;
 use crate::snapshot::Snapshot;
 use crate::state::State;
 
@@ -57,26 +56,6 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// Narrows what the ACL granted to the identity's scope limit, if any:
-    /// requested ∩ ACL ∩ scope limit.
-    pub fn limit(&self, granted: Vec<ResourceScope>) -> Vec<ResourceScope> {
-        match &self.scope_limit {
-            Some(limit) => limit.grant(&self.subject(), &granted),
-            None => granted,
-        }
-    }
-
-    /// Whether the scope limit (if any) allows every action of `needed`.
-    pub fn within_limit(&self, needed: &ResourceScope) -> bool {
-        let Some(limit) = &self.scope_limit else {
-            return true;
-        };
-        limit
-            .grant(&self.subject(), std::slice::from_ref(needed))
-            .first()
-            .is_some_and(|granted| granted.actions.is_superset(&needed.actions))
-    }
-
     /// The identity as the ACL sees it.
     pub fn subject(&self) -> Subject<'_> {
         Subject {
