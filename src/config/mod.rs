@@ -17,6 +17,7 @@
 //! `limits`, one type per section), [`values`] (the self-checking value
 //! types). A new feature adds its section type and one field below.
 
+mod federation;
 mod listen;
 mod registry;
 mod sections;
@@ -30,6 +31,7 @@ use serde::Deserialize;
 
 use crate::acl::RuleSpec;
 
+pub use federation::FederationSpec;
 pub use listen::{ListenAddress, Listener, SocketMode};
 pub use registry::{registry_warnings, RegistryKeys, RegistrySettings, RegistryVersion, Signing};
 pub use sections::{
@@ -96,6 +98,13 @@ pub struct Config {
     /// Ordered access rules; the first match decides.
     #[serde(default)]
     pub acl: Vec<RuleSpec>,
+    /// The API token file (`regauth token create|list|revoke` edit it);
+    /// none: API tokens are off.
+    #[serde(default)]
+    pub api_tokens: Option<PathBuf>,
+    /// OIDC issuers whose ID tokens log in (keyless CI).
+    #[serde(default)]
+    pub federation: Vec<FederationSpec>,
     /// The nginx `auth_request` endpoint.
     #[serde(default)]
     pub auth: AuthSettings,
@@ -170,6 +179,14 @@ impl Config {
         if let Some(path) = self.htpasswd.as_mut() {
             resolve(path);
         }
+        if let Some(path) = self.api_tokens.as_mut() {
+            resolve(path);
+        }
+        for entry in &mut self.federation {
+            if let Some(path) = entry.ca_file.as_mut() {
+                resolve(path);
+            }
+        }
         for listener in &mut self.listen {
             if let ListenAddress::Unix(path) = &mut listener.address {
                 resolve(path);
@@ -186,6 +203,12 @@ impl Config {
         files.push(self.token.private_key.clone());
         files.extend(self.token.certificate.clone());
         files.extend(self.token.trusted_certificates.iter().cloned());
+        files.extend(self.api_tokens.clone());
+        files.extend(
+            self.federation
+                .iter()
+                .filter_map(|entry| entry.ca_file.clone()),
+        );
         files
     }
 
