@@ -9,7 +9,8 @@
 //! - Pure decision code, no I/O and no clock (the clock is passed in):
 //!   [`scope`] (the scope grammar), [`acl`] (ordered rules, first match),
 //!   [`pattern`] (ACL name globs and their linear-time matcher),
-//!   [`route`] (original method + URI → the access it needs),
+//!   [`route`] (original method + URI → the access it needs), [`query`]
+//!   (queries and forms read the one way every parser agrees on),
 //!   [`media_type`] (a `Content-Type` read the way Go reads it),
 //!   [`token`] (JWT claims, signing and verification), [`keys`] (PEM keys,
 //!   key IDs, certificates).
@@ -23,19 +24,21 @@
 //!   responses), [`listeners`] (TCP, unix and systemd sockets), [`server`]
 //!   (accept loop, graceful drain),
 //!   [`metrics`] (Prometheus), [`app`] (wires `serve`), [`commands`] (the
-//!   other CLI commands).
+//!   other CLI commands), [`explain`] (`regauth explain`: which rule decides).
 
 pub mod acl;
 pub mod app;
 pub mod commands;
 pub mod config;
 pub mod credentials;
+pub mod explain;
 pub mod http;
 pub mod keys;
 pub mod listeners;
 pub mod media_type;
 pub mod metrics;
 pub mod pattern;
+pub mod query;
 pub mod reload;
 pub mod route;
 pub mod scope;

@@ -54,6 +54,29 @@ enum Command {
         /// The JSON configuration file.
         config: PathBuf,
     },
+    /// Show which ACL rules decide for an account, why the others are skipped, and the
+    /// resulting grant.
+    Explain {
+        /// The JSON configuration file.
+        #[arg(
+            long,
+            short,
+            default_value = "config/regauth.json",
+            env = "REGAUTH_CONFIG"
+        )]
+        config: PathBuf,
+        /// The account asking; leave out for an anonymous caller.
+        #[arg(long)]
+        account: Option<String>,
+        /// A group of the account (repeatable); default: the configured user's groups.
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// A registry request as /auth sees it, e.g. 'PUT /v2/app/manifests/v1'.
+        #[arg(long)]
+        request: Option<String>,
+        /// Scopes as requested from /token, e.g. repository:app/web:pull,push.
+        scopes: Vec<String>,
+    },
 }
 
 fn parse_algorithm(text: &str) -> Result<Algorithm, String> {
@@ -73,6 +96,21 @@ fn main() -> ExitCode {
             cn,
         } => regauth::commands::keygen(algorithm, &key, &cert, &cn),
         Command::CheckConfig { config } => regauth::commands::check_config(&config),
+        Command::Explain {
+            config,
+            account,
+            groups,
+            request,
+            scopes,
+        } => regauth::explain::run(
+            &config,
+            &regauth::explain::Question {
+                account: account.as_deref(),
+                groups: &groups,
+                scopes: &scopes,
+                request: request.as_deref(),
+            },
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

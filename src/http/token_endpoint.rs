@@ -63,7 +63,7 @@ pub async fn get(
     connection: &Connection,
     request: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let params = Params::parse(request.uri().query().unwrap_or("").as_bytes());
+    let params = Params::parse(request.uri().query().unwrap_or("").as_bytes())?;
     params.check_service(snapshot)?;
     let offline = match params.single("offline_token")? {
         None | Some("") => false,
@@ -166,7 +166,7 @@ pub async fn post(
         }
     })?
     .to_bytes();
-    let params = Params::parse(&body);
+    let params = Params::parse(&body)?;
     params.check_service(snapshot)?;
     let grant_type = params.required("grant_type")?;
     let offline = match params.single("access_type")? {
