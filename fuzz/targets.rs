@@ -137,20 +137,20 @@ pub fn token(data: &[u8]) {
     }
 }
 
-/// The `Authorization` header as Basic credentials (or anything else).
+/// The `Authorization` header: Basic credentials, a bearer token, or anything else.
 pub fn basic(data: &[u8]) {
     let Ok(value) = http::HeaderValue::from_bytes(data) else {
         return;
     };
     let mut headers = http::HeaderMap::new();
     headers.insert(http::header::AUTHORIZATION, value);
-    match regauth::http::basic::presented(&headers) {
-        regauth::http::basic::Presented::Basic { user, .. } => {
+    use regauth::http::authorization::{parse, Authorization};
+    match parse(&headers) {
+        Authorization::Basic { user, .. } => {
             assert!(!user.contains(':'), "the user name ends at the first ':'");
         }
-        regauth::http::basic::Presented::Bearer(token) => assert!(!token.contains(' ')),
-        regauth::http::basic::Presented::Nothing
-        | regauth::http::basic::Presented::Malformed(_) => {}
+        Authorization::Bearer(token) => assert!(!token.contains(' ')),
+        Authorization::Nothing | Authorization::Malformed(_) => {}
     }
 }
 

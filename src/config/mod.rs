@@ -11,6 +11,7 @@
 //! `auth`, `log`, `limits`), and [`validate`] checks every value.
 
 mod listen;
+mod registry;
 mod sections;
 mod validate;
 
@@ -24,6 +25,7 @@ use crate::acl::RuleSpec;
 pub use listen::{
     parse_listen_address, parse_socket_mode, ListenAddress, ListenOptions, ListenSpec,
 };
+pub use registry::{registry_warnings, RegistryKeys, RegistrySettings, RegistryVersion, Signing};
 pub use sections::{
     AuthMode, AuthSettings, Limits, LogFormat, LogSettings, TokenSettings, UserSpec,
 };
@@ -97,6 +99,9 @@ pub struct Config {
     /// Connection limits and timeouts.
     #[serde(default)]
     pub limits: Limits,
+    /// The registry that verifies tokens, if known: only for `check-config`'s warnings.
+    #[serde(default)]
+    pub registry: Option<RegistrySettings>,
 }
 
 fn default_listen() -> Vec<ListenSpec> {
