@@ -466,7 +466,8 @@ impl Acl {
         // Said once per decision: the account exists, but its name cannot stand for
         // ${account}, which the operator should hear about.
         if let Some((rule, reason)) = unexpandable {
-            tracing::warn!(
+            tracing::info!(
+                target: "regauth::acl",
                 account = ?subject.account.unwrap_or_default(),
                 rule,
                 reason = %reason,

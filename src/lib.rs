@@ -23,14 +23,17 @@
 //! - Identities: [`identity`] (presented credentials → who asks, one entry
 //!   point for every source; file users with bcrypt off the reactor and a
 //!   cache of successes in [`identity::files`], refresh tokens in
-//!   [`identity::refresh`]).
+//!   [`identity::refresh`], scoped API tokens in [`identity::api_tokens`],
+//!   OIDC workload federation in [`identity::federation`] with the issuers'
+//!   keys in [`identity::jwks`]).
 //! - Checks with state: [`token_cache`] (verified tokens for `/auth`).
 //! - Edges: [`http`] (router; endpoints that parse, ask [`identity`], call
 //!   [`decide`] and answer; the one mapping from errors to responses),
 //!   [`listeners`] (TCP, unix and systemd sockets), [`server`] (accept
 //!   loop, graceful drain), [`metrics`] (Prometheus), [`app`] (wires
-//!   `serve`), [`commands`] (the other CLI commands), [`explain`]
-//!   (`regauth explain`: which rule decides, and why the others do not).
+//!   `serve`), [`commands`] (the other CLI commands), [`token_commands`]
+//!   (`regauth token create|list|revoke`), [`explain`] (`regauth explain`:
+//!   which rule decides, and why the others do not).
 
 pub mod acl;
 pub mod app;
@@ -54,4 +57,5 @@ pub mod snapshot;
 pub mod state;
 pub mod token;
 pub mod token_cache;
+pub mod token_commands;
 pub mod users;
