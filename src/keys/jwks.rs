@@ -88,10 +88,10 @@ impl Jwks {
                 continue;
             }
             let algorithms = key.algorithms();
-            let alg = match &algorithms[..] {
-                [only] => Some(*only),
-                _ => None,
-            };
+            let alg = algorithms
+                .first()
+                .copied()
+                .filter(|_| algorithms.len() == 1);
             keys.push(Jwk::new(key, kid.clone(), alg));
         }
         Jwks { keys }
