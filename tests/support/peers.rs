@@ -293,29 +293,26 @@ fn is_root(h: &Harness) -> bool {
     fs::metadata(h.path()).is_ok_and(|m| m.uid() == 0)
 }
 
-/// Sockets for every listener of `config`, bound by the test: TCP addresses from
-/// [`reserve_tcp`] (already bound, so no port race) and unix sockets bound here with the
-/// configured mode. `None` when some listener cannot be had that way (a TCP address that
-/// was not reserved, a socket file that exists): regauth then binds them itself.
+/// The sockets of `config`'s listeners when every one is a TCP address from
+/// [`reserve_tcp`]: already bound by the test, so no port race. `None` otherwise: a unix
+/// listener is left to regauth (its socket file handling is under test), and so is every
+/// other listener then, since inherited sockets replace `listen` whole; the reserved
+/// ports are released for it to bind.
 fn bound_sockets(config: &serde_json::Value) -> Option<Vec<std::os::fd::OwnedFd>> {
-    let listen = config["listen"].as_array()?;
-    let mut sockets = Vec::new();
-    for entry in listen {
-        let address = entry.as_str().or_else(|| entry["address"].as_str())?;
-        match address.strip_prefix("unix:") {
-            Some(path) => {
-                let listener = std::os::unix::net::UnixListener::bind(path).ok()?;
-                let mode = entry["mode"]
-                    .as_str()
-                    .and_then(|mode| u32::from_str_radix(mode, 8).ok())
-                    .unwrap_or(0o666);
-                fs::set_permissions(path, fs::Permissions::from_mode(mode)).ok()?;
-                sockets.push(listener.into());
-            }
-            None => sockets.push(super::take_reserved(address)?.into()),
-        }
-    }
-    Some(sockets)
+    let addresses: Vec<&str> = config["listen"]
+        .as_array()?
+        .iter()
+        .map(|entry| entry.as_str().or_else(|| entry["address"].as_str()))
+        .collect::<Option<_>>()?;
+    let reserved: Vec<Option<std::net::TcpListener>> = addresses
+        .iter()
+        .map(|address| super::take_reserved(address))
+        .collect();
+    // Dropping the partial set releases its ports for regauth to bind.
+    reserved
+        .into_iter()
+        .map(|listener| listener.map(Into::into))
+        .collect()
 }
 
 /// `regauth serve --config <config>` started the way systemd starts a socket-activated
