@@ -22,7 +22,8 @@
 //! - Edges: [`http`] (router, endpoints, and the one mapping from errors to
 //!   responses), [`listeners`] (TCP, unix and systemd sockets), [`server`]
 //!   (accept loop, graceful drain),
-//!   [`metrics`] (Prometheus), [`app`] (wires `serve`), [`commands`] (the
+//!   [`metrics`] (Prometheus), [`logging`] (a non-blocking writer, escaped
+//!   text), [`app`] (wires `serve`), [`commands`] (the
 //!   other CLI commands).
 
 pub mod acl;
@@ -33,6 +34,7 @@ pub mod credentials;
 pub mod http;
 pub mod keys;
 pub mod listeners;
+pub mod logging;
 pub mod media_type;
 pub mod metrics;
 pub mod pattern;

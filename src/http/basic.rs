@@ -1,6 +1,4 @@
 //! What a request presents in its `Authorization` header.
-
-use base64::Engine;
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
 use zeroize::Zeroizing;
@@ -42,7 +40,7 @@ pub fn presented(headers: &HeaderMap) -> Presented {
     if !scheme.eq_ignore_ascii_case("basic") {
         return Presented::Malformed("unsupported Authorization scheme");
     }
-    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(credential) else {
+    let Ok(decoded) = data_encoding::BASE64.decode(credential.as_bytes()) else {
         return Presented::Malformed("Basic credentials are not valid base64");
     };
     let decoded = Zeroizing::new(decoded);
