@@ -26,9 +26,11 @@ use aws_lc_rs::signature::{
 };
 use serde::{Deserialize, Serialize};
 
+pub mod jwks;
 mod key_id;
 mod pem;
 
+pub use jwks::{Jwk, Jwks, PublicParameters};
 pub use key_id::{libtrust_kid, rfc7638_thumbprint, PublicComponents};
 pub use pem::certificate_spki_der;
 use pem::{certificate_chain, parse_private_key, pem_blocks, PrivateKey, PublicKey};
@@ -193,11 +195,12 @@ pub struct VerifyingKey {
     pub thumbprint: String,
     /// Canonical DER SubjectPublicKeyInfo, to match `x5c` certificates.
     spki_der: Vec<u8>,
-    /// The public numbers, for JWKs and key IDs.
-    public: PublicKey,
-    /// Algorithms a token signed by this key may claim, each with the key
-    /// parsed for it.
-    verifiers: Arc<[(Algorithm, ParsedPublicKey)]>,
+    /// The public numbers, for the JWKS (`jwks`) and key IDs.
+    public: PublicParameters,
+    /// Algorithms a token signed by this key may claim.
+    algorithms: &'static [Algorithm],
+    /// The key parsed for each of `algorithms`, in the same order.
+    verifiers: Arc<[ParsedPublicKey]>,
 }
 
 impl fmt::Debug for VerifyingKey {
@@ -233,24 +236,25 @@ impl VerifyingKey {
         Ok(keys)
     }
 
-    fn new(key: PublicKey, algorithms: &[Algorithm]) -> Result<VerifyingKey, KeyError> {
+    fn new(key: PublicKey, algorithms: &'static [Algorithm]) -> Result<VerifyingKey, KeyError> {
         let spki_der = key.to_spki_der()?;
         let verifiers = algorithms
             .iter()
             .map(|&alg| {
-                ParsedPublicKey::new(alg.verification(), &spki_der)
-                    .map(|parsed| (alg, parsed))
-                    .map_err(|e| KeyError::InvalidKey {
+                ParsedPublicKey::new(alg.verification(), &spki_der).map_err(|e| {
+                    KeyError::InvalidKey {
                         what: "public key",
                         reason: e.to_string(),
-                    })
+                    }
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let verifying = VerifyingKey {
             libtrust_kid: libtrust_kid(&spki_der),
             thumbprint: String::new(),
             spki_der,
-            public: key,
+            public: key.into(),
+            algorithms,
             verifiers: verifiers.into(),
         };
         let thumbprint = rfc7638_thumbprint(&verifying.public_components());
@@ -267,13 +271,13 @@ impl VerifyingKey {
 
     /// The algorithms a token signed with this key may use: ES256 for P-256;
     /// RS256 and PS256 for RSA, or only the configured one for our own key.
-    pub fn algorithms(&self) -> Vec<Algorithm> {
-        self.verifiers.iter().map(|(alg, _)| *alg).collect()
+    pub fn algorithms(&self) -> &[Algorithm] {
+        self.algorithms
     }
 
     /// True if a token signed with this key may claim `alg`.
     pub fn allows(&self, alg: Algorithm) -> bool {
-        self.verifiers.iter().any(|(a, _)| *a == alg)
+        self.algorithms.contains(&alg)
     }
 
     /// Canonical DER SubjectPublicKeyInfo of this key.
@@ -281,14 +285,16 @@ impl VerifyingKey {
         &self.spki_der
     }
 
+    /// The public numbers (EC coordinates, RSA modulus and exponent), for the JWKS.
+    pub fn public_parameters(&self) -> &PublicParameters {
+        &self.public
+    }
+
     /// The public numbers (EC x and y, RSA n and e; big-endian), for a JWK.
     pub fn public_components(&self) -> PublicComponents<'_> {
         match &self.public {
-            PublicKey::P256(point) => PublicComponents::P256 {
-                x: &point[1..33],
-                y: &point[33..],
-            },
-            PublicKey::Rsa { n, e } => PublicComponents::Rsa { n, e },
+            PublicParameters::P256 { x, y } => PublicComponents::P256 { x, y },
+            PublicParameters::Rsa { n, e } => PublicComponents::Rsa { n, e },
         }
     }
 
@@ -296,10 +302,11 @@ impl VerifyingKey {
     /// false also when the key does not allow `alg`. ES256 signatures must be
     /// raw r‖s (64 bytes): DER fails.
     pub fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
-        self.verifiers
+        self.algorithms
             .iter()
-            .find(|(a, _)| *a == alg)
-            .is_some_and(|(_, key)| key.verify_sig(message, signature).is_ok())
+            .position(|a| *a == alg)
+            .and_then(|i| self.verifiers.get(i))
+            .is_some_and(|key| key.verify_sig(message, signature).is_ok())
     }
 }
 
@@ -348,7 +355,12 @@ impl SigningKey {
     ) -> Result<SigningKey, KeyError> {
         let (public, private) = parse_private_key(private_key_pem)?;
         check_algorithm(&public, algorithm)?;
-        let verifying = VerifyingKey::new(public, &[algorithm])?;
+        let allowed: &'static [Algorithm] = match algorithm {
+            Algorithm::Es256 => &[Algorithm::Es256],
+            Algorithm::Rs256 => &[Algorithm::Rs256],
+            Algorithm::Ps256 => &[Algorithm::Ps256],
+        };
+        let verifying = VerifyingKey::new(public, allowed)?;
         let x5c = match certificate_pem {
             Some(pem) => Some(certificate_chain(pem, &verifying)?),
             None => None,
