@@ -37,7 +37,7 @@ enum Command {
     /// Create a signing key and a self-signed certificate for the registry.
     Keygen {
         /// ES256 or RS256 (PS256 keys are RSA keys too).
-        #[arg(long, default_value = "ES256", value_parser = parse_algorithm)]
+        #[arg(long, value_enum, default_value_t = Algorithm::Es256, ignore_case = true)]
         algorithm: Algorithm,
         /// Where to write the private key (mode 0600).
         #[arg(long)]
@@ -75,11 +75,29 @@ enum Command {
         #[arg(long)]
         private_key: Option<PathBuf>,
     },
-}
-
-fn parse_algorithm(text: &str) -> Result<Algorithm, String> {
-    serde_json::from_value(serde_json::Value::String(text.to_owned()))
-        .map_err(|_| format!("`{text}` is not one of ES256, RS256, PS256"))
+    /// Show which ACL rules decide for an account, why the others are skipped, and the
+    /// resulting grant.
+    Explain {
+        /// The JSON configuration file.
+        #[arg(
+            long,
+            short,
+            default_value = "config/regauth.json",
+            env = "REGAUTH_CONFIG"
+        )]
+        config: PathBuf,
+        /// The account asking; leave out for an anonymous caller.
+        #[arg(long)]
+        account: Option<String>,
+        /// A group of the account (repeatable); default: the configured user's groups.
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// A registry request as /auth sees it, e.g. 'PUT /v2/app/manifests/v1'.
+        #[arg(long)]
+        request: Option<String>,
+        /// Scopes as requested from /token, e.g. repository:app/web:pull,push.
+        scopes: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -99,6 +117,21 @@ fn main() -> ExitCode {
             config,
             private_key,
         } => regauth::commands::jwks(&config, private_key.as_deref()),
+        Command::Explain {
+            config,
+            account,
+            groups,
+            request,
+            scopes,
+        } => regauth::explain::run(
+            &config,
+            &regauth::explain::Question {
+                account: account.as_deref(),
+                groups: &groups,
+                scopes: &scopes,
+                request: request.as_deref(),
+            },
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

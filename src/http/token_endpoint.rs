@@ -5,7 +5,6 @@
 //! once, and the clock read once.
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, Request, Response, StatusCode};
@@ -37,7 +36,7 @@ pub async fn get(
     request: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let now = unix_now();
-    let params = Params::parse(request.uri().query().unwrap_or("").as_bytes());
+    let params = Params::parse(request.uri().query().unwrap_or("").as_bytes())?;
     let authorization = authorization::parse(request.headers());
     let parsed = parse_get(
         snapshot,
@@ -58,7 +57,7 @@ pub async fn post(
     let now = unix_now();
     let client = client(connection, &request);
     let body = read_form(snapshot, request).await?;
-    let params = Params::parse(&body);
+    let params = Params::parse(&body)?;
     let parsed = parse_post(snapshot, &params, client)?;
     serve(state, snapshot, connection, parsed, now).await
 }
@@ -171,7 +170,7 @@ fn client(connection: &Connection, request: &Request<Incoming>) -> Option<IpAddr
 
 fn parse_get<'a>(
     snapshot: &Snapshot,
-    params: &'a Params<'a>,
+    params: &'a Params,
     authorization: &'a Authorization,
     client: Option<IpAddr>,
 ) -> Result<TokenRequest<'a>, ApiError> {
@@ -246,7 +245,7 @@ async fn read_form(
     // Collect works with Content-Length and chunked bodies alike (podman
     // sends its refresh grant chunked). A body that stalls must not hold the
     // connection slot for ever: it gets as long as the headers got.
-    let read_limit = Duration::from_secs(snapshot.config.limits.header_read_timeout_secs);
+    let read_limit = snapshot.config.limits.header_read_timeout.duration();
     let body = tokio::time::timeout(
         read_limit,
         Limited::new(request.into_body(), MAX_FORM_BYTES).collect(),
@@ -274,7 +273,7 @@ fn is_form(headers: &HeaderMap) -> bool {
 
 fn parse_post<'a>(
     snapshot: &Snapshot,
-    params: &'a Params<'a>,
+    params: &'a Params,
     client: Option<IpAddr>,
 ) -> Result<TokenRequest<'a>, ApiError> {
     params.check_service(snapshot)?;
@@ -363,7 +362,7 @@ fn sign(
     now: i64,
 ) -> Result<Issued, ApiError> {
     let config = &snapshot.config;
-    let lifetime = i64::try_from(config.token.expiration_secs).unwrap_or(i64::MAX);
+    let lifetime = config.token.expiration.as_i64();
     let account = identity
         .map(|identity| identity.account.clone())
         .unwrap_or_default();
@@ -383,8 +382,7 @@ fn sign(
         Refresh::No => None,
         Refresh::Echo(presented) => Some(presented.to_owned()),
         Refresh::Issue { binding } => {
-            let refresh_lifetime =
-                i64::try_from(config.token.refresh_expiration_secs).unwrap_or(i64::MAX);
+            let refresh_lifetime = config.token.refresh_expiration.as_i64();
             let claims = RefreshClaims::new(
                 &config.issuer,
                 &account,
@@ -475,7 +473,7 @@ fn answer(
     let mut body = json!({
         "token": issued.access_token,
         "access_token": issued.access_token,
-        "expires_in": config.token.expiration_secs,
+        "expires_in": config.token.expiration.secs(),
         "issued_at": rfc3339(now),
     });
     if let Some(refresh_token) = issued.refresh_token {

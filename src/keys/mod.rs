@@ -30,7 +30,7 @@ pub mod jwks;
 mod key_id;
 mod pem;
 
-pub use jwks::{Jwk, Jwks, PublicParameters};
+pub use jwks::{Jwk, JwkParams, Jwks};
 pub use key_id::{libtrust_kid, rfc7638_thumbprint, PublicComponents};
 pub use pem::certificate_spki_der;
 use pem::{certificate_chain, parse_private_key, pem_blocks, PrivateKey, PublicKey};
@@ -45,16 +45,19 @@ const GENERATED_CERT_DAYS: i64 = 3650;
 
 /// JWS algorithm used to sign tokens. Registry 2.8 accepts only ES256 and
 /// RS256; PS256 works with registry 3.x only (protocol.md §9.6).
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Serialize, Deserialize, clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Algorithm {
     /// ECDSA on P-256 with SHA-256, raw r‖s signatures.
     #[serde(rename = "ES256")]
+    #[value(name = "ES256")]
     Es256,
     /// RSASSA-PKCS1-v1_5 with SHA-256.
     #[serde(rename = "RS256")]
+    #[value(name = "RS256")]
     Rs256,
     /// RSASSA-PSS with SHA-256 (not accepted by registry 2.8).
     #[serde(rename = "PS256")]
+    #[value(name = "PS256")]
     Ps256,
 }
 
@@ -195,8 +198,8 @@ pub struct VerifyingKey {
     pub thumbprint: String,
     /// Canonical DER SubjectPublicKeyInfo, to match `x5c` certificates.
     spki_der: Vec<u8>,
-    /// The public numbers, for the JWKS (`jwks`) and key IDs.
-    public: PublicParameters,
+    /// The public numbers, for JWKs and key IDs.
+    public: PublicKey,
     /// Algorithms a token signed by this key may claim.
     algorithms: &'static [Algorithm],
     /// The key parsed for each of `algorithms`, in the same order.
@@ -253,7 +256,7 @@ impl VerifyingKey {
             libtrust_kid: libtrust_kid(&spki_der),
             thumbprint: String::new(),
             spki_der,
-            public: key.into(),
+            public: key,
             algorithms,
             verifiers: verifiers.into(),
         };
@@ -285,16 +288,14 @@ impl VerifyingKey {
         &self.spki_der
     }
 
-    /// The public numbers (EC coordinates, RSA modulus and exponent), for the JWKS.
-    pub fn public_parameters(&self) -> &PublicParameters {
-        &self.public
-    }
-
     /// The public numbers (EC x and y, RSA n and e; big-endian), for a JWK.
     pub fn public_components(&self) -> PublicComponents<'_> {
         match &self.public {
-            PublicParameters::P256 { x, y } => PublicComponents::P256 { x, y },
-            PublicParameters::Rsa { n, e } => PublicComponents::Rsa { n, e },
+            PublicKey::P256(point) => PublicComponents::P256 {
+                x: &point[1..33],
+                y: &point[33..],
+            },
+            PublicKey::Rsa { n, e } => PublicComponents::Rsa { n, e },
         }
     }
 

@@ -119,20 +119,6 @@ impl PublicKey {
     }
 }
 
-impl From<PublicKey> for super::PublicParameters {
-    fn from(key: PublicKey) -> Self {
-        match key {
-            PublicKey::P256(point) => {
-                let (mut x, mut y) = ([0; 32], [0; 32]);
-                x.copy_from_slice(&point[1..33]);
-                y.copy_from_slice(&point[33..]);
-                super::PublicParameters::P256 { x, y }
-            }
-            PublicKey::Rsa { n, e } => super::PublicParameters::Rsa { n, e },
-        }
-    }
-}
-
 fn modulus_bits(n: &[u8]) -> usize {
     match n.iter().position(|b| *b != 0) {
         Some(first) => (n.len() - first) * 8 - n[first].leading_zeros() as usize,
