@@ -164,11 +164,12 @@ fn spawn_connection(
 }
 
 /// Most bytes hyper buffers per connection, and the largest request head
-/// it accepts; a bigger head is answered 431. Room for nginx's largest
-/// request line (8 KiB by default), a bearer token with its `x5c`
-/// certificate, and the usual headers. Together with the connection
-/// budget this bounds memory: see the README's "Limits" section.
-pub const MAX_HEAD_BYTES: usize = 32 * 1024;
+/// it accepts; a bigger head is answered 431. Room for a `/token` URL with
+/// the most scopes a token takes (128 long ones) and large headers. hyper's
+/// default buffer, about 400 KiB, would be far too much; together with the
+/// per-listener budget this bounds memory: see the README's "Connection
+/// budgets and memory".
+pub const MAX_HEAD_BYTES: usize = 128 * 1024;
 
 fn spawn_http1<S>(
     stream: S,
