@@ -321,9 +321,9 @@ pub fn authenticate(
     let outcome = snapshot
         .api_tokens
         .authenticate(credentials.user, credentials.password, now)
-        .and_then(|token| identity_of(snapshot, token));
+        .and_then(|token| Ok((token.id.as_str(), identity_of(snapshot, token)?)));
     let (token_id, label) = match &outcome {
-        Ok(identity) => (identity.source.detail().unwrap_or_default(), "ok"),
+        Ok((id, _)) => (*id, "ok"),
         Err(refusal) => (refusal.token_id().unwrap_or("unknown"), refusal.label()),
     };
     metrics::counter!(
@@ -332,10 +332,12 @@ pub fn authenticate(
         "outcome" => label
     )
     .increment(1);
-    outcome.map_err(|refusal| IdentityError::WrongCredential {
-        reason: refusal.client_message(),
-        detail: refusal.to_string(),
-    })
+    outcome
+        .map(|(_, identity)| identity)
+        .map_err(|refusal| IdentityError::WrongCredential {
+            reason: refusal.client_message(),
+            detail: refusal.to_string(),
+        })
 }
 
 /// The identity a refresh token bound to an API token stands for, while

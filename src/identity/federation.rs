@@ -198,6 +198,7 @@ impl Federation {
                     reason,
                 }
             })?;
+            // Checked by `FederationRules::compile` above.
             let jwks_uri = spec.jwks_uri.as_deref().and_then(|uri| uri.parse().ok());
             let source = KeySource {
                 issuer: spec.issuer.clone(),
@@ -283,12 +284,12 @@ pub async fn authenticate(
             None => error.to_string(),
         },
     })?;
-    tracing::debug!(account = %identity.account, subject = %identity.subject, "identity token verified");
     Ok(Identity {
         account: identity.account,
         groups: identity.groups,
         source: Source::Federation {
             issuer: issuer.unwrap_or_default().to_owned(),
+            subject: identity.subject,
         },
         // The ID token lives minutes; a refresh token must not outlive it.
         refresh_binding: None,
