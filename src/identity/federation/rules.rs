@@ -120,7 +120,7 @@ impl FederationRule {
         })
     }
 
-    /// Verifies `token` (whose [`peek`] named this issuer) with the issuer's
+    /// Verifies `token` (whose [`super::peek`] named this issuer) with the issuer's
     /// `key` at `now` (unix seconds), and maps it to an account.
     pub fn verify(
         &self,
@@ -136,9 +136,10 @@ impl FederationRule {
             .ok()
             .filter(|alg| key.allows(*alg))
             .ok_or_else(|| FederationError::Algorithm(echo(&header.alg)))?;
-        let message_len = header_b64.len() + 1 + claims_b64.len();
-        let message = &token.as_bytes()[..message_len];
-        match jsonwebtoken::crypto::verify(signature, message, &key.key, alg) {
+        let message = token
+            .get(..header_b64.len() + 1 + claims_b64.len())
+            .ok_or_else(|| FederationError::Malformed("truncated".into()))?;
+        match jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.key, alg) {
             Ok(true) => {}
             _ => return Err(FederationError::BadSignature),
         }
@@ -164,17 +165,17 @@ impl FederationRule {
         if claims.get("iss").and_then(Value::as_str) != Some(self.issuer.as_str()) {
             return Err(FederationError::MissingClaim("iss".into()));
         }
-        let audience_ok = match claims.get("aud") {
-            Some(Value::String(aud)) => *aud == self.audience,
-            Some(Value::Array(auds)) => auds.iter().any(|aud| aud.as_str() == Some(&self.audience)),
+        let (audience_ok, found) = match claims.get("aud") {
+            Some(Value::String(aud)) => (*aud == self.audience, echo(aud)),
+            Some(auds @ Value::Array(list)) => (
+                list.iter().any(|aud| aud.as_str() == Some(&self.audience)),
+                echo(&auds.to_string()),
+            ),
             _ => return Err(FederationError::MissingClaim("aud".into())),
         };
         if !audience_ok {
             return Err(FederationError::WrongAudience {
-                found: match &claims["aud"] {
-                    Value::String(aud) => echo(aud),
-                    other => echo(&other.to_string()),
-                },
+                found,
                 expected: self.audience.clone(),
             });
         }
