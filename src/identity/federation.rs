@@ -107,8 +107,9 @@ pub enum FederationError {
         /// The condition.
         expected: String,
     },
-    /// The template made an account name that is not one repository path component.
-    #[error("mapped account {0} is not a valid repository path component (lower-case letters and digits, separated by '.', '_', '__' or '-')")]
+    /// The template made an account name that is not one repository path
+    /// component; the reason names it.
+    #[error("mapped {0}")]
     BadAccount(String),
 }
 

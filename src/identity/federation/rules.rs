@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::jwt::{decode_json, split, IssuerKey, RawHeader};
 use super::{echo, FederationError, CLOCK_SKEW_SECS};
+use crate::acl::AccountName;
 use crate::config::{ConfigError, FederationSpec};
 use crate::pattern::NamePattern;
 
@@ -146,9 +147,10 @@ impl FederationRule {
         let claims: Map<String, Value> = decode_json(claims_b64, "claims")?;
         self.check_claims(&claims, now)?;
         let account = self.account.render(&claims)?;
-        if !is_one_path_component(&account) {
-            return Err(FederationError::BadAccount(echo(&account)));
-        }
+        // The security check every account name passes (one repository
+        // path component), so `${account}` rules stay inside the namespace.
+        AccountName::parse(&account)
+            .map_err(|error| FederationError::BadAccount(error.to_string()))?;
         Ok(FederatedIdentity {
             account,
             groups: self.groups.clone(),
@@ -366,12 +368,6 @@ impl AccountTemplate {
         }
         Ok(account)
     }
-}
-
-/// Whether `name` is exactly one repository path component: `[a-z0-9]+`
-/// joined by `.`, `_`, `__` or dashes, as Distribution's grammar says.
-fn is_one_path_component(name: &str) -> bool {
-    !name.contains('/') && crate::scope::validate_repository_name(name).is_ok()
 }
 
 /// Config entries by issuer, for tests.
