@@ -17,6 +17,8 @@
 //! - `regauth_federation_logins_total{issuer,outcome}`: ok or the failure
 //!   mode (`issuer` is `unknown` for issuers not configured);
 //!   `regauth_federation_key_fetches_total{result}`: ok, failed
+//! - `regauth_log_lines_dropped_total`: log lines dropped because the log
+//!   writer could not keep up (see `logging`); updated every second
 
 use std::time::Duration;
 
@@ -34,12 +36,17 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         .install_recorder()?;
     describe();
     let upkeep = handle.clone();
-    // Histograms are kept in buckets that need periodic upkeep.
+    // Histograms are kept in buckets that need periodic upkeep; the log
+    // writer keeps its own count of dropped lines, copied here.
     tokio::spawn(async move {
-        let mut interval = tokio::time::interval(Duration::from_secs(5));
-        loop {
+        let mut interval = tokio::time::interval(Duration::from_secs(1));
+        for tick in 0u64.. {
             interval.tick().await;
-            upkeep.run_upkeep();
+            metrics::counter!("regauth_log_lines_dropped_total")
+                .absolute(crate::logging::dropped_lines());
+            if tick % 5 == 0 {
+                upkeep.run_upkeep();
+            }
         }
     });
     Ok(handle)
@@ -90,5 +97,9 @@ fn describe() {
     describe_gauge!(
         "regauth_config_generation",
         "Generation of the configuration in force"
+    );
+    describe_counter!(
+        "regauth_log_lines_dropped_total",
+        "Log lines dropped because the log writer could not keep up"
     );
 }

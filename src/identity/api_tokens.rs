@@ -22,8 +22,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
+use data_encoding::BASE64URL_NOPAD;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
@@ -57,7 +56,7 @@ pub fn new_secret() -> NewSecret {
     let bytes = Zeroizing::new(rand::random::<[u8; SECRET_BYTES]>());
     let secret = Zeroizing::new(format!(
         "{SECRET_PREFIX}{}",
-        URL_SAFE_NO_PAD.encode(bytes.as_ref())
+        BASE64URL_NOPAD.encode(bytes.as_ref())
     ));
     let sha256_hex = data_encoding::HEXLOWER.encode(&secret_hash(&secret));
     NewSecret { secret, sha256_hex }

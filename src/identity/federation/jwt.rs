@@ -2,8 +2,7 @@
 //! the entry and the key, nothing to decide on), and the issuers' public
 //! keys as verifiers.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
+use data_encoding::BASE64URL_NOPAD;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
@@ -84,8 +83,8 @@ pub(super) fn decode_json<T: serde::de::DeserializeOwned>(
     segment: &str,
     what: &str,
 ) -> Result<T, FederationError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(segment)
+    let bytes = BASE64URL_NOPAD
+        .decode(segment.as_bytes())
         .map_err(|_| FederationError::Malformed(format!("the {what} is not base64url")))?;
     serde_json::from_slice(&bytes)
         .map_err(|_| FederationError::Malformed(format!("the {what} is not a JSON object")))
