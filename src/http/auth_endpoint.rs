@@ -218,10 +218,20 @@ fn answer(snapshot: &Snapshot, decision: Decision, needed_text: &str) -> Respons
             let mut response = Response::new(Full::new(Bytes::new()));
             *response.status_mut() = StatusCode::OK;
             let name = user.or_else(|| config.auth.anonymous_user.clone());
-            if let Some(value) = name.and_then(|name| HeaderValue::from_str(&name).ok()) {
-                if let Ok(header) = http::HeaderName::from_bytes(config.auth.user_header.as_bytes())
-                {
-                    response.headers_mut().insert(header, value);
+            if let Some(name) = name {
+                let header = http::HeaderName::from_bytes(config.auth.user_header.as_bytes());
+                match (header, HeaderValue::from_str(&name)) {
+                    (Ok(header), Ok(value)) => {
+                        response.headers_mut().insert(header, value);
+                    }
+                    // Account names and the header name are checked at
+                    // load and tokens are ours: a bug, which must not pass
+                    // the request on without a word.
+                    _ => tracing::error!(
+                        header = config.auth.user_header.as_str(),
+                        account = ?crate::scope::excerpt(&name),
+                        "the user header cannot carry this account; answered without it"
+                    ),
                 }
             }
             response
