@@ -7,6 +7,7 @@ mod authorization;
 mod health;
 mod params;
 mod token_endpoint;
+mod token_request;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
