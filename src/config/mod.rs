@@ -10,6 +10,7 @@
 //! [`listen`] (listener addresses) and [`sections`] (`token`, `users`,
 //! `auth`, `log`, `limits`), and [`validate`] checks every value.
 
+mod federation;
 mod listen;
 mod registry;
 mod sections;
@@ -22,6 +23,7 @@ use serde::Deserialize;
 
 use crate::acl::RuleSpec;
 
+pub use federation::FederationSpec;
 pub use listen::{
     parse_listen_address, parse_socket_mode, ListenAddress, ListenOptions, ListenSpec,
 };
@@ -87,6 +89,13 @@ pub struct Config {
     /// Ordered access rules; the first match decides.
     #[serde(default)]
     pub acl: Vec<RuleSpec>,
+    /// The API token file (`regauth token create|list|revoke` edit it);
+    /// none: API tokens are off.
+    #[serde(default)]
+    pub api_tokens: Option<PathBuf>,
+    /// OIDC issuers whose ID tokens log in (keyless CI).
+    #[serde(default)]
+    pub federation: Vec<FederationSpec>,
     /// The nginx `auth_request` endpoint.
     #[serde(default)]
     pub auth: AuthSettings,
@@ -138,6 +147,14 @@ impl Config {
         if let Some(path) = self.htpasswd.as_mut() {
             resolve(path);
         }
+        if let Some(path) = self.api_tokens.as_mut() {
+            resolve(path);
+        }
+        for entry in &mut self.federation {
+            if let Some(path) = entry.ca_file.as_mut() {
+                resolve(path);
+            }
+        }
         for spec in &mut self.listen {
             let address = match spec {
                 ListenSpec::Address(address) => address,
@@ -160,6 +177,12 @@ impl Config {
         files.push(self.token.private_key.clone());
         files.extend(self.token.certificate.clone());
         files.extend(self.token.trusted_certificates.iter().cloned());
+        files.extend(self.api_tokens.clone());
+        files.extend(
+            self.federation
+                .iter()
+                .filter_map(|entry| entry.ca_file.clone()),
+        );
         files
     }
 
