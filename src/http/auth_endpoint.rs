@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 
 use super::authorization::{self, Authorization};
 use super::{basic_challenge, client_address, unix_now, ApiError, Body, Connection};
-use crate::config::{AuthMode, AuthSettings};
+use crate::config::{AuthMode, AuthSettings, HeaderField};
 use crate::decide::auth::{decide, Caller, Decision, Unproven};
 use crate::identity::{self, Credentials};
 use crate::scope::ResourceScope;
@@ -98,7 +98,7 @@ fn original_request<'h>(
     headers: &'h HeaderMap,
     settings: &AuthSettings,
 ) -> Result<(&'h str, &'h str), String> {
-    let read = |name: &str| match headers.get(name) {
+    let read = |name: &HeaderField| match headers.get(name.name()) {
         None => Err(format!(
             "the subrequest lacks {name}: check the nginx include"
         )),
@@ -140,7 +140,7 @@ async fn identify(
     if let Some(header) = &settings.trusted_user_header {
         let proxy_user = request
             .headers()
-            .get(header.as_str())
+            .get(header.name())
             .and_then(|value| value.to_str().ok())
             .filter(|value| !value.is_empty());
         match proxy_user {
@@ -194,7 +194,7 @@ async fn verified_claims(
     now: i64,
 ) -> Result<Arc<AccessClaims>, String> {
     let config = &snapshot.config;
-    let leeway = i64::try_from(config.auth.leeway_secs).unwrap_or(i64::MAX);
+    let leeway = config.auth.leeway.as_i64();
     let key = TokenCache::key(snapshot.generation, token);
     if let Some(claims) = state.tokens.get(&key).await {
         if now > claims.exp.saturating_add(leeway) {
@@ -205,7 +205,7 @@ async fn verified_claims(
     let expect = Expectations {
         issuer: &config.issuer,
         audience: &config.service,
-        leeway_secs: config.auth.leeway_secs,
+        leeway_secs: config.auth.leeway.secs(),
         now,
     };
     let claims = token::verify_access(&snapshot.verifying_keys, token, &expect)
@@ -227,16 +227,16 @@ fn answer(snapshot: &Snapshot, decision: Decision, needed_text: &str) -> Respons
             *response.status_mut() = StatusCode::OK;
             let name = user.or_else(|| config.auth.anonymous_user.clone());
             if let Some(name) = name {
-                let header = http::HeaderName::from_bytes(config.auth.user_header.as_bytes());
-                match (header, HeaderValue::from_str(&name)) {
-                    (Ok(header), Ok(value)) => {
+                match HeaderValue::from_str(&name) {
+                    Ok(value) => {
+                        let header = config.auth.user_header.name().clone();
                         response.headers_mut().insert(header, value);
                     }
-                    // Account names and the header name are checked at
-                    // load and tokens are ours: a bug, which must not pass
-                    // the request on without a word.
-                    _ => tracing::error!(
-                        header = config.auth.user_header.as_str(),
+                    // Account names are checked at load, proxies send
+                    // header values and tokens are ours: a bug, which must
+                    // not pass the request on without a word.
+                    Err(_) => tracing::error!(
+                        header = %config.auth.user_header,
                         account = ?crate::scope::excerpt(&name),
                         "the user header cannot carry this account; answered without it"
                     ),

@@ -139,7 +139,7 @@ fn sign(
     now: i64,
 ) -> Result<Issued, ApiError> {
     let config = &snapshot.config;
-    let lifetime = i64::try_from(config.token.expiration_secs).unwrap_or(i64::MAX);
+    let lifetime = config.token.expiration.as_i64();
     let account = identity
         .map(|identity| identity.account.clone())
         .unwrap_or_default();
@@ -159,8 +159,7 @@ fn sign(
         Refresh::No => None,
         Refresh::Echo(presented) => Some(presented.to_owned()),
         Refresh::Issue { binding } => {
-            let refresh_lifetime =
-                i64::try_from(config.token.refresh_expiration_secs).unwrap_or(i64::MAX);
+            let refresh_lifetime = config.token.refresh_expiration.as_i64();
             let claims = RefreshClaims::new(
                 &config.issuer,
                 &account,
@@ -251,7 +250,7 @@ fn answer(
     let mut body = json!({
         "token": issued.access_token,
         "access_token": issued.access_token,
-        "expires_in": config.token.expiration_secs,
+        "expires_in": config.token.expiration.secs(),
         "issued_at": rfc3339(now),
     });
     if let Some(refresh_token) = issued.refresh_token {

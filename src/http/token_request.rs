@@ -3,7 +3,6 @@
 //! it is, what it asks for, and nothing decided yet.
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, Request};
@@ -157,7 +156,7 @@ pub(super) async fn read_form(
     // Collect works with Content-Length and chunked bodies alike (podman
     // sends its refresh grant chunked). A body that stalls must not hold the
     // connection slot for ever: it gets as long as the headers got.
-    let read_limit = Duration::from_secs(snapshot.config.limits.header_read_timeout_secs);
+    let read_limit = snapshot.config.limits.header_read_timeout.duration();
     let body = tokio::time::timeout(
         read_limit,
         Limited::new(request.into_body(), MAX_FORM_BYTES).collect(),
