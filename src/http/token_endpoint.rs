@@ -30,7 +30,7 @@ pub async fn get(
     request: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let now = unix_now();
-    let params = Params::parse(request.uri().query().unwrap_or("").as_bytes());
+    let params = Params::parse(request.uri().query().unwrap_or("").as_bytes())?;
     let authorization = authorization::parse(request.headers());
     let parsed = parse_get(
         snapshot,
@@ -51,7 +51,7 @@ pub async fn post(
     let now = unix_now();
     let client = client(connection, &request);
     let body = read_form(snapshot, request).await?;
-    let params = Params::parse(&body);
+    let params = Params::parse(&body)?;
     let parsed = parse_post(snapshot, &params, client)?;
     serve(state, snapshot, connection, parsed, now).await
 }

@@ -81,7 +81,7 @@ impl AuthMethod {
 /// Parses `GET /token`: the query, and the `Authorization` header.
 pub(super) fn parse_get<'a>(
     snapshot: &Snapshot,
-    params: &'a Params<'a>,
+    params: &'a Params,
     authorization: &'a Authorization,
     client: Option<IpAddr>,
 ) -> Result<TokenRequest<'a>, ApiError> {
@@ -185,7 +185,7 @@ fn is_form(headers: &HeaderMap) -> bool {
 /// Parses the OAuth2 `POST /token` form.
 pub(super) fn parse_post<'a>(
     snapshot: &Snapshot,
-    params: &'a Params<'a>,
+    params: &'a Params,
     client: Option<IpAddr>,
 ) -> Result<TokenRequest<'a>, ApiError> {
     params.check_service(snapshot)?;
