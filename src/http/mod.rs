@@ -397,6 +397,7 @@ mod tests {
         let trusted = Connection {
             peer: "127.0.0.1:40000".into(),
             trusted: true,
+            front: crate::config::Front::Nginx,
         };
         let untrusted = Connection {
             trusted: false,
@@ -413,6 +414,7 @@ mod tests {
         let unix = Connection {
             peer: "unix".into(),
             trusted: false,
+            front: crate::config::Front::Nginx,
         };
         assert_eq!(client_address(&unix, &HeaderMap::new()), None);
     }
