@@ -31,6 +31,7 @@ pub mod commands;
 pub mod config;
 pub mod credentials;
 pub mod http;
+pub mod identity;
 pub mod keys;
 pub mod listeners;
 pub mod media_type;

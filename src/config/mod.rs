@@ -7,9 +7,11 @@
 //! process's working directory.
 //!
 //! The top-level document lives here; the sections have their own files:
-//! [`listen`] (listener addresses) and [`sections`] (`token`, `users`,
-//! `auth`, `log`, `limits`), and [`validate`] checks every value.
+//! [`listen`] (listener addresses), [`sections`] (`token`, `users`,
+//! `auth`, `log`, `limits`) and [`ldap`] (the directory), and [`validate`]
+//! checks every value.
 
+mod ldap;
 mod listen;
 mod sections;
 mod validate;
@@ -21,6 +23,7 @@ use serde::Deserialize;
 
 use crate::acl::RuleSpec;
 
+pub use ldap::{AttributeName, FilterTemplate, GroupSearch, LdapSettings, LdapUrl, Precedence};
 pub use listen::{
     parse_listen_address, parse_socket_mode, ListenAddress, ListenOptions, ListenSpec,
 };
@@ -88,6 +91,9 @@ pub struct Config {
     /// The nginx `auth_request` endpoint.
     #[serde(default)]
     pub auth: AuthSettings,
+    /// A directory whose users may sign in, their groups feeding the ACL.
+    #[serde(default)]
+    pub ldap: Option<LdapSettings>,
     /// How long a successful password check is remembered, in seconds.
     #[serde(default = "default_credential_cache_secs")]
     pub credential_cache_secs: u64,
@@ -133,6 +139,12 @@ impl Config {
         if let Some(path) = self.htpasswd.as_mut() {
             resolve(path);
         }
+        if let Some(ldap) = self.ldap.as_mut() {
+            resolve(&mut ldap.bind_password_file);
+            if let Some(path) = ldap.ca_file.as_mut() {
+                resolve(path);
+            }
+        }
         for spec in &mut self.listen {
             let address = match spec {
                 ListenSpec::Address(address) => address,
@@ -155,6 +167,10 @@ impl Config {
         files.push(self.token.private_key.clone());
         files.extend(self.token.certificate.clone());
         files.extend(self.token.trusted_certificates.iter().cloned());
+        if let Some(ldap) = &self.ldap {
+            files.push(ldap.bind_password_file.clone());
+            files.extend(ldap.ca_file.clone());
+        }
         files
     }
 

@@ -46,6 +46,10 @@ impl Config {
             ONE_DAY_SECS,
             "one day",
         )?;
+        if let Some(ldap) = &self.ldap {
+            ldap.check()
+                .map_err(|(field, reason)| invalid(format!("ldap.{field}"), reason))?;
+        }
         self.validate_log()?;
         self.validate_limits()
     }

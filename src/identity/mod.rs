@@ -1,0 +1,3 @@
+//! Who is asking: presented credentials → an identity, per source.
+
+pub mod ldap;
