@@ -17,8 +17,11 @@
 //!   and htpasswd), [`snapshot`] (everything derived from one config
 //!   version), [`state`] (the swappable snapshot plus caches),
 //!   [`reload`] (file watching and SIGHUP).
-//! - Checks with state: [`credentials`] (bcrypt off the reactor, a cache of
-//!   successes), [`token_cache`] (verified tokens for `/auth`).
+//! - Identities: [`identity`] (presented credentials → who asks, one entry
+//!   point for every source; file users with bcrypt off the reactor and a
+//!   cache of successes in [`identity::files`], refresh tokens in
+//!   [`identity::refresh`]).
+//! - Checks with state: [`token_cache`] (verified tokens for `/auth`).
 //! - Edges: [`http`] (router, endpoints, and the one mapping from errors to
 //!   responses), [`listeners`] (TCP, unix and systemd sockets), [`server`]
 //!   (accept loop, graceful drain),
@@ -29,7 +32,6 @@ pub mod acl;
 pub mod app;
 pub mod commands;
 pub mod config;
-pub mod credentials;
 pub mod http;
 pub mod identity;
 pub mod keys;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::credentials::CredentialChecker;
+use crate::identity::files::CredentialChecker;
 use crate::snapshot::Snapshot;
 use crate::token_cache::TokenCache;
 

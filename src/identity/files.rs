@@ -1,6 +1,7 @@
-//! Password checks: bcrypt off the async reactor, a bounded number at a
-//! time, and a short-lived cache of successes so that a client's burst of
-//! token requests pays for bcrypt once.
+//! The file users source: inline users and htpasswd entries, checked by
+//! password. bcrypt runs off the async reactor, a bounded number at a time,
+//! and a short-lived cache of successes lets a client's burst of token
+//! requests pay for bcrypt once.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,19 +12,11 @@ use sha2::Sha256;
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
+use super::{Identity, IdentityError, Source};
 use crate::users::{User, Users};
 
-/// Why credentials were not accepted.
-#[derive(Debug, thiserror::Error)]
-pub enum CredentialError {
-    /// Unknown user or wrong password; deliberately not told apart.
-    #[error("invalid username or password")]
-    Invalid,
-    /// The blocking bcrypt task failed (a panic inside bcrypt); never the
-    /// client's fault.
-    #[error("password check failed: {0}")]
-    Internal(String),
-}
+/// What the client is told for an unknown user and a wrong password alike.
+const WRONG_PASSWORD: &str = "invalid username or password";
 
 /// Verifies Basic credentials against a [`Users`] table.
 pub struct CredentialChecker {
@@ -60,13 +53,30 @@ impl CredentialChecker {
         self.verified.invalidate_all();
     }
 
-    /// Checks `name`/`password`; on success returns the user's record.
-    pub async fn verify(
+    /// Checks `name`/`password`; on success, the user's [`Identity`].
+    pub async fn authenticate(
         &self,
         users: &Users,
         name: &str,
         password: &str,
-    ) -> Result<User, CredentialError> {
+    ) -> Result<Identity, IdentityError> {
+        let user = self.verify(users, name, password).await?;
+        Ok(Identity {
+            account: name.to_owned(),
+            refresh_binding: Some(user.credential_fingerprint()),
+            groups: user.groups,
+            source: Source::File,
+            scope_limit: None,
+        })
+    }
+
+    /// Checks `name`/`password`; on success returns the user's record.
+    async fn verify(
+        &self,
+        users: &Users,
+        name: &str,
+        password: &str,
+    ) -> Result<User, IdentityError> {
         let user = users.get(name);
         // An unknown name costs the same bcrypt work as a wrong password.
         let stored_hash = user.map_or(users.unknown_user_hash(), |u| u.password_hash.as_str());
@@ -75,7 +85,9 @@ impl CredentialChecker {
             metrics::counter!("regauth_credential_cache_total", "result" => "hit").increment(1);
             // contains_key is true only for entries of existing users, but a
             // reload may have removed the user in between: ask again.
-            return user.cloned().ok_or(CredentialError::Invalid);
+            return user
+                .cloned()
+                .ok_or_else(|| IdentityError::wrong(WRONG_PASSWORD));
         }
         metrics::counter!("regauth_credential_cache_total", "result" => "miss").increment(1);
 
@@ -85,27 +97,28 @@ impl CredentialChecker {
                 self.verified.insert(cache_key, ()).await;
                 Ok(user.clone())
             }
-            _ => Err(CredentialError::Invalid),
+            _ => Err(IdentityError::wrong(WRONG_PASSWORD)),
         }
     }
 
-    async fn run_bcrypt(&self, password: &str, hash: &str) -> Result<bool, CredentialError> {
+    async fn run_bcrypt(&self, password: &str, hash: &str) -> Result<bool, IdentityError> {
         let _slot = self
             .bcrypt_slots
             .acquire()
             .await
-            .map_err(|e| CredentialError::Internal(e.to_string()))?;
+            .map_err(|e| IdentityError::Internal(format!("bcrypt queue closed: {e}")))?;
         let password = Zeroizing::new(password.to_owned());
         let hash: Arc<str> = Arc::from(hash);
         let started = Instant::now();
         let outcome =
             tokio::task::spawn_blocking(move || bcrypt::verify(password.as_bytes(), &hash))
                 .await
-                .map_err(|e| CredentialError::Internal(e.to_string()))?;
+                .map_err(|e| IdentityError::Internal(format!("bcrypt task failed: {e}")))?;
         metrics::histogram!("regauth_bcrypt_seconds").record(started.elapsed().as_secs_f64());
-        // A malformed stored hash cannot happen (checked at load); treat it
-        // as a mismatch rather than an error the client could observe.
-        Ok(outcome.unwrap_or(false))
+        // Hashes are checked at load and `verify` truncates long passwords
+        // instead of failing, so an error here is a stored hash we cannot
+        // read: our fault, not a wrong password.
+        outcome.map_err(|e| IdentityError::Internal(format!("stored bcrypt hash unreadable: {e}")))
     }
 
     fn cache_key(&self, name: &str, password: &str, stored_hash: &str) -> [u8; 32] {
@@ -170,5 +183,37 @@ mod tests {
         let after = users_with("alice", "new");
         assert!(checker.verify(&after, "alice", "old").await.is_err());
         assert!(checker.verify(&after, "alice", "new").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_identity_names_the_source_and_binds_refresh_tokens_to_the_hash() {
+        let users = users_with("alice", "secret");
+        let checker = CredentialChecker::new(Duration::from_secs(60));
+        let identity = checker
+            .authenticate(&users, "alice", "secret")
+            .await
+            .unwrap();
+        assert_eq!(identity.account, "alice");
+        assert_eq!(identity.groups, vec!["staff".to_owned()]);
+        assert_eq!(identity.source, Source::File);
+        let fingerprint = users.get("alice").unwrap().credential_fingerprint();
+        assert_eq!(identity.refresh_binding, Some(fingerprint));
+        assert!(identity.scope_limit.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_stored_hash_is_our_fault_not_a_wrong_password() {
+        let spec = UserSpec {
+            password: "$2y$04$not-a-real-hash".into(),
+            groups: vec![],
+        };
+        let name = "alice".to_owned();
+        let users = Users::build([(&name, &spec)], vec![]).unwrap();
+        let checker = CredentialChecker::new(Duration::from_secs(60));
+        let error = checker
+            .authenticate(&users, "alice", "secret")
+            .await
+            .unwrap_err();
+        assert!(matches!(error, IdentityError::Internal(_)), "{error:?}");
     }
 }
