@@ -80,6 +80,13 @@ pub struct AuthSettings {
     /// Request header set by a front proxy that authenticated the user
     /// itself; honoured only on listeners marked `trusted`.
     pub trusted_user_header: Option<String>,
+    /// Response header listing the user's groups, comma-separated, beside
+    /// `user_header` (Authelia's `Remote-Groups`).
+    pub groups_header: String,
+    /// Request header in which a trusted front proxy names the user's
+    /// groups (comma-separated), with `trusted_user_header`; honoured only
+    /// on listeners marked `trusted`.
+    pub trusted_groups_header: Option<String>,
     /// Clock skew allowed on `exp`/`nbf`, in seconds.
     pub leeway_secs: u64,
     /// Most verified tokens kept in memory.
@@ -96,6 +103,8 @@ impl Default for AuthSettings {
             user_header: "Remote-User".into(),
             anonymous_user: None,
             trusted_user_header: None,
+            groups_header: "Remote-Groups".into(),
+            trusted_groups_header: None,
             leeway_secs: 0,
             cache_capacity: 10_000,
         }

@@ -96,11 +96,28 @@ impl Config {
                 "auth.trusted_user_header",
                 auth.trusted_user_header.as_ref(),
             ),
+            ("auth.groups_header", Some(&auth.groups_header)),
+            (
+                "auth.trusted_groups_header",
+                auth.trusted_groups_header.as_ref(),
+            ),
         ] {
             if let Some(name) = name {
                 http::HeaderName::from_bytes(name.as_bytes())
                     .map_err(|_| invalid(field, format!("`{name}` is not a valid header name")))?;
             }
+        }
+        if auth.groups_header.eq_ignore_ascii_case(&auth.user_header) {
+            return Err(invalid(
+                "auth.groups_header",
+                "must differ from auth.user_header",
+            ));
+        }
+        if auth.trusted_groups_header.is_some() && auth.trusted_user_header.is_none() {
+            return Err(invalid(
+                "auth.trusted_groups_header",
+                "needs auth.trusted_user_header: groups come with the user the proxy names",
+            ));
         }
         if let Some(name) = &auth.anonymous_user {
             http::HeaderValue::from_str(name)

@@ -27,8 +27,12 @@ use crate::token_cache::TokenCache;
 
 /// What `/auth` decided.
 enum Decision {
-    /// Let the request through as this user (`None`: anonymous).
-    Allow { user: Option<String> },
+    /// Let the request through as this user (`None`: anonymous), with
+    /// the user's groups for the groups header.
+    Allow {
+        user: Option<String>,
+        groups: Vec<String>,
+    },
     /// 401: a (better) credential may help. `error` is the Bearer
     /// challenge's `error` parameter.
     Challenge {
@@ -110,7 +114,7 @@ pub async fn handle(
         .collect::<Vec<_>>()
         .join(" ");
     let (account, reason) = match &decision {
-        Decision::Allow { user } => (user.as_deref().unwrap_or(""), String::new()),
+        Decision::Allow { user, .. } => (user.as_deref().unwrap_or(""), String::new()),
         Decision::Challenge {
             reason, account, ..
         }
@@ -181,7 +185,13 @@ async fn decide(
             .filter(|value| !value.is_empty());
         match proxy_user {
             Some(user) if connection.trusted => {
-                let identity = identity::trusted_proxy(snapshot, user);
+                let groups = settings
+                    .trusted_groups_header
+                    .as_ref()
+                    .and_then(|header| request.headers().get(header.as_str()))
+                    // Sent but not UTF-8: the proxy named no usable group.
+                    .map(|value| std::str::from_utf8(value.as_bytes()).unwrap_or(""));
+                let identity = identity::trusted_proxy(snapshot, user, groups);
                 return decide_by_acl(snapshot, Some(&identity), needed);
             }
             // Debug only: any client of an untrusted listener could
@@ -255,6 +265,9 @@ fn decide_by_acl(
     match refused {
         None => Decision::Allow {
             user: account.map(str::to_owned),
+            groups: identity
+                .map(|identity| identity.groups.clone())
+                .unwrap_or_default(),
         },
         Some(scope) if identity.is_some() => Decision::Deny {
             reason: format!("access denied by the ACL: {}", scope.challenge_string()),
@@ -290,6 +303,8 @@ async fn decide_by_token(
     {
         None => Decision::Allow {
             user: Some(claims.sub.clone()).filter(|sub| !sub.is_empty()),
+            // As fresh as the token: taken when it was issued.
+            groups: claims.groups.clone(),
         },
         Some(scope) => Decision::Challenge {
             error: Some("insufficient_scope"),
@@ -353,13 +368,21 @@ fn token_covers(access: &[AccessEntry], needed: &ResourceScope) -> bool {
 fn answer(snapshot: &Snapshot, decision: Decision, needed_text: &str) -> Response<Body> {
     let config = &snapshot.config;
     match decision {
-        Decision::Allow { user } => {
+        Decision::Allow { user, groups } => {
             let mut response = Response::new(Full::new(Bytes::new()));
             *response.status_mut() = StatusCode::OK;
+            // Groups belong to a signed-in user only.
+            let groups = user.as_ref().and_then(|_| identity::group_list(&groups));
             let name = user.or_else(|| config.auth.anonymous_user.clone());
-            if let Some(value) = name.and_then(|name| HeaderValue::from_str(&name).ok()) {
-                if let Ok(header) = http::HeaderName::from_bytes(config.auth.user_header.as_bytes())
-                {
+            let headers = [
+                (&config.auth.user_header, name),
+                (&config.auth.groups_header, groups),
+            ];
+            for (header, value) in headers {
+                // Bytes, not ASCII only: group names may be UTF-8.
+                let value = value.and_then(|value| HeaderValue::from_bytes(value.as_bytes()).ok());
+                let header = http::HeaderName::from_bytes(header.as_bytes()).ok();
+                if let (Some(header), Some(value)) = (header, value) {
                     response.headers_mut().insert(header, value);
                 }
             }

@@ -312,6 +312,9 @@ fn issue(
         iat: now,
         jti: token::new_jti(),
         access: granted.iter().map(access_entry).collect(),
+        groups: identity
+            .map(|identity| identity.groups.clone())
+            .unwrap_or_default(),
     };
     let access_token = token::sign(&snapshot.signing_key, &claims)
         .map_err(|e| ApiError::Internal(format!("signing failed: {e}")))?;

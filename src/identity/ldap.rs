@@ -32,6 +32,8 @@ use rustls::{ClientConfig, RootCertStore};
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
+use super::files::CredentialChecker;
+use super::{Identity, IdentityError, Source};
 use crate::config::LdapSettings;
 
 /// Most groups kept for one user; a directory listing more is cut here,
@@ -640,6 +642,59 @@ fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, DirectoryLoad
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// What the client is told for every refused directory login: unknown
+/// user, wrong password and a refused account look alike from outside.
+const REFUSED: &str = "invalid username or password";
+
+/// A directory login through the credential cache: successes are
+/// remembered with bcrypt's (same cache, same lifetime, cleared on
+/// reload), so a burst of token requests costs one bind. Failures are
+/// never remembered.
+pub async fn login_cached(
+    checker: &CredentialChecker,
+    directory: &Directory,
+    name: &str,
+    password: &str,
+) -> Result<Arc<DirectoryUser>, DirectoryError> {
+    if let Some(user) = checker.remembered_directory_login(name, password).await {
+        return Ok(user);
+    }
+    let user = Arc::new(directory.login(name, password).await?);
+    checker
+        .remember_directory_login(name, password, Arc::clone(&user))
+        .await;
+    Ok(user)
+}
+
+/// The identity of a user the directory vouched for. No refresh token is
+/// issued to it (`refresh_binding` is `None`): nothing regauth holds could
+/// tell later that the directory password changed, so clients keep the
+/// password and every token request asks the directory (or the cache).
+pub fn identity(user: &DirectoryUser) -> Identity {
+    Identity {
+        account: user.account.clone(),
+        groups: user.groups.clone(),
+        source: Source::Ldap,
+        refresh_binding: None,
+        scope_limit: None,
+    }
+}
+
+/// The refusal the client gets for a failed directory login.
+pub fn refusal(error: DirectoryError, settings: &LdapSettings) -> IdentityError {
+    match error {
+        DirectoryError::Unavailable(detail) => IdentityError::Unavailable {
+            origin: Source::Ldap.label(),
+            detail,
+            retry_after: retry_after(settings),
+        },
+        other => IdentityError::WrongCredential {
+            reason: REFUSED,
+            detail: other.to_string(),
+        },
+    }
 }
 
 /// How long a client should wait after the directory was unavailable.
