@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use crate::acl::{Acl, AclError};
 use crate::config::{
-    parse_listen_address, AuthMode, Config, ConfigError, ListenAddress, ListenSpec,
+    parse_listen_address, registry_warnings, AuthMode, Config, ConfigError, ListenAddress,
+    ListenSpec, Signing,
 };
 use crate::identity::ldap::{Directory, DirectoryLoadError};
 use crate::keys::{self, KeyError, SigningKey, VerifyingKey};
@@ -224,11 +225,13 @@ impl Snapshot {
             config.token.expiration_secs,
             config.token_path
         );
-        if self.signing_key.algorithm == keys::Algorithm::Ps256 {
-            let _ = writeln!(
-                out,
-                "warning:   PS256 tokens are refused by Distribution registry 2.x; use ES256 or RS256 there"
-            );
+        let signing = Signing {
+            sends_x5c: self.signing_key.x5c.is_some(),
+            kid: config.token.kid,
+            algorithm: self.signing_key.algorithm,
+        };
+        for warning in registry_warnings(config.registry.as_ref(), signing) {
+            let _ = writeln!(out, "warning:   {warning}");
         }
         let _ = writeln!(
             out,

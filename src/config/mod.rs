@@ -13,6 +13,7 @@
 
 mod ldap;
 mod listen;
+mod registry;
 mod sections;
 mod validate;
 
@@ -27,6 +28,7 @@ pub use ldap::{AttributeName, FilterTemplate, GroupSearch, LdapSettings, LdapUrl
 pub use listen::{
     parse_listen_address, parse_socket_mode, ListenAddress, ListenOptions, ListenSpec,
 };
+pub use registry::{registry_warnings, RegistryKeys, RegistrySettings, RegistryVersion, Signing};
 pub use sections::{
     AuthMode, AuthSettings, Limits, LogFormat, LogSettings, TokenSettings, UserSpec,
 };
@@ -103,6 +105,9 @@ pub struct Config {
     /// Connection limits and timeouts.
     #[serde(default)]
     pub limits: Limits,
+    /// The registry that verifies tokens, if known: only for `check-config`'s warnings.
+    #[serde(default)]
+    pub registry: Option<RegistrySettings>,
 }
 
 fn default_listen() -> Vec<ListenSpec> {
