@@ -336,3 +336,112 @@ fn the_pool_reuses_connections_and_a_stopped_directory_is_unavailable() {
         ));
     });
 }
+
+/// The cost of a directory login, for the report (not an assertion: the machine is shared
+/// and noisy). Run with
+/// `cargo test --release --test ldap_directory -- --ignored --nocapture measure`.
+/// Medians over many logins against the local slapd, beside a bcrypt check at cost 10 (what
+/// a file user's uncached login costs) measured in the same run:
+/// - cold: a new connection each time (TCP, StartTLS or none, service bind, search, bind);
+/// - warm: the pooled connection reused (service bind, search, bind);
+/// - cached: the credential cache remembers the login (no directory traffic).
+#[test]
+#[ignore = "a measurement for the report, not a test"]
+fn measure_ldap_login_costs() {
+    use regauth::identity::files::CredentialChecker;
+    use regauth::identity::ldap::login_cached;
+
+    fn median(mut samples: Vec<Duration>) -> Duration {
+        samples.sort();
+        samples[samples.len() / 2]
+    }
+    fn show(what: &str, d: Duration, baseline: Duration) {
+        println!(
+            "{what:<40} {:>10.1} µs  {:>8.3} × bcrypt(10)",
+            d.as_secs_f64() * 1e6,
+            d.as_secs_f64() / baseline.as_secs_f64()
+        );
+    }
+
+    let mut h = Harness::new("ldap-measure");
+    let slapd = start_slapd(&mut h, "slapd");
+    slapd.add_users(PEOPLE);
+    let hash = bcrypt::hash("alice-pw", 10).unwrap();
+    let bcrypt_median = median(
+        (0..20)
+            .map(|_| {
+                let t = Instant::now();
+                assert!(bcrypt::verify("alice-pw", &hash).unwrap());
+                t.elapsed()
+            })
+            .collect(),
+    );
+    show(
+        "bcrypt verify, cost 10 (baseline)",
+        bcrypt_median,
+        bcrypt_median,
+    );
+    let rt = runtime();
+    for (label, extra) in [
+        ("plain", serde_json::json!({})),
+        (
+            "StartTLS",
+            serde_json::json!({"starttls": true, "ca_file": slapd.ca_file}),
+        ),
+    ] {
+        let s = settings(&slapd, &slapd.url, extra);
+        rt.block_on(async {
+            let cold = {
+                let mut samples = Vec::new();
+                for _ in 0..100 {
+                    let dir = directory(&s);
+                    let t = Instant::now();
+                    dir.login("alice", "alice-pw").await.unwrap();
+                    samples.push(t.elapsed());
+                }
+                median(samples)
+            };
+            let dir = directory(&s);
+            dir.login("alice", "alice-pw").await.unwrap();
+            let warm = {
+                let mut samples = Vec::new();
+                for _ in 0..300 {
+                    let t = Instant::now();
+                    dir.login("alice", "alice-pw").await.unwrap();
+                    samples.push(t.elapsed());
+                }
+                median(samples)
+            };
+            let checker = CredentialChecker::new(Duration::from_secs(120));
+            login_cached(&checker, &dir, "alice", "alice-pw")
+                .await
+                .unwrap();
+            let cached = {
+                let mut samples = Vec::new();
+                for _ in 0..1000 {
+                    let t = Instant::now();
+                    login_cached(&checker, &dir, "alice", "alice-pw")
+                        .await
+                        .unwrap();
+                    samples.push(t.elapsed());
+                }
+                median(samples)
+            };
+            show(
+                &format!("LDAP {label}: cold (new connection)"),
+                cold,
+                bcrypt_median,
+            );
+            show(
+                &format!("LDAP {label}: warm (pooled connection)"),
+                warm,
+                bcrypt_median,
+            );
+            show(
+                &format!("LDAP {label}: cached (credential cache)"),
+                cached,
+                bcrypt_median,
+            );
+        });
+    }
+}
