@@ -50,4 +50,5 @@ pub mod snapshot;
 pub mod state;
 pub mod token;
 pub mod token_cache;
+pub mod token_commands;
 pub mod users;

@@ -54,6 +54,11 @@ enum Command {
         /// The JSON configuration file.
         config: PathBuf,
     },
+    /// Create, list and revoke scoped API tokens.
+    Token {
+        #[command(subcommand)]
+        command: regauth::token_commands::TokenCommand,
+    },
     /// Print the JWK Set of every key whose tokens regauth accepts (registry 3's
     /// auth.token.jwks).
     Jwks {
@@ -89,6 +94,7 @@ fn main() -> ExitCode {
             cn,
         } => regauth::commands::keygen(algorithm, &key, &cert, &cn),
         Command::CheckConfig { config } => regauth::commands::check_config(&config),
+        Command::Token { command } => regauth::token_commands::run(command),
         Command::Jwks {
             config,
             private_key,

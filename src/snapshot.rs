@@ -14,6 +14,8 @@ use crate::config::{
     parse_listen_address, registry_warnings, AuthMode, Config, ConfigError, ListenAddress,
     ListenSpec, Signing,
 };
+use crate::identity::api_tokens::{ApiTokens, TokenFileError};
+use crate::identity::federation::{Federation, FederationLoadError};
 use crate::identity::ldap::{Directory, DirectoryLoadError};
 use crate::keys::{self, KeyError, SigningKey, VerifyingKey};
 use crate::users::{parse_htpasswd, UserError, Users};
@@ -63,6 +65,17 @@ pub enum LoadError {
         /// What is wrong.
         cause: KeyError,
     },
+    /// The API token file is unusable.
+    #[error(transparent)]
+    ApiTokens(#[from] TokenFileError),
+    /// The `federation` section or a `ca_file` it names is unusable.
+    #[error("{}: {cause}", path.display())]
+    Federation {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong.
+        cause: FederationLoadError,
+    },
     /// A file of the `ldap` section is unusable (the message names it).
     #[error("{0}")]
     Directory(#[from] DirectoryLoadError),
@@ -93,6 +106,10 @@ pub struct Snapshot {
     /// Keys whose tokens are accepted: the signing key first, then the
     /// rotation set.
     pub verifying_keys: Vec<VerifyingKey>,
+    /// Scoped API tokens from the `api_tokens` file (empty without one).
+    pub api_tokens: ApiTokens,
+    /// Trusted OIDC issuers (keyless CI).
+    pub federation: Federation,
     /// The LDAP directory client, when the config has an `ldap` section.
     pub directory: Option<Arc<Directory>>,
     /// Files this snapshot was built from; the reloader watches them.
@@ -165,6 +182,16 @@ impl Snapshot {
             cause: source,
         })?;
 
+        let api_tokens = match &config.api_tokens {
+            Some(path) => ApiTokens::load(path)?,
+            None => ApiTokens::default(),
+        };
+        let federation =
+            Federation::load(&config.federation).map_err(|cause| LoadError::Federation {
+                path: config_path.to_owned(),
+                cause,
+            })?;
+
         let signing_key = load_signing_key(&config, missing_keys)?;
         let mut verifying_keys = vec![signing_key.verifying.clone()];
         for path in &config.token.trusted_certificates {
@@ -186,6 +213,8 @@ impl Snapshot {
             acl,
             signing_key,
             verifying_keys,
+            api_tokens,
+            federation,
             directory,
             source_files,
             generation: 0,
@@ -266,6 +295,17 @@ impl Snapshot {
             }
         }
         let _ = writeln!(out, "acl:       {} rule(s)", self.acl.len());
+        if let Some(path) = &config.api_tokens {
+            let _ = writeln!(
+                out,
+                "tokens:    {} API token(s) in {}",
+                self.api_tokens.len(),
+                path.display()
+            );
+        }
+        for issuer in self.federation.issuers() {
+            let _ = writeln!(out, "federated: {issuer}");
+        }
         out
     }
 }

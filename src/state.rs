@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::identity::files::CredentialChecker;
+use crate::identity::jwks::KeyCache;
 use crate::snapshot::Snapshot;
 use crate::token_cache::TokenCache;
 
@@ -21,6 +22,8 @@ pub struct State {
     pub credentials: CredentialChecker,
     /// Verified access tokens for `/auth`.
     pub tokens: TokenCache,
+    /// Federated issuers' signing keys; kept across reloads.
+    pub federation_keys: Arc<KeyCache>,
     /// The config file reloads read.
     pub config_path: PathBuf,
     /// When the process started, for `/healthz`.
@@ -43,6 +46,7 @@ impl State {
         State {
             snapshot: ArcSwap::from_pointee(snapshot),
             credentials,
+            federation_keys: KeyCache::https(),
             tokens,
             config_path,
             started: Instant::now(),
@@ -65,6 +69,8 @@ impl State {
         self.snapshot.store(Arc::new(snapshot));
         self.credentials.clear();
         self.tokens.clear();
+        self.federation_keys
+            .retain(&self.snapshot.load().federation.issuers());
         generation
     }
 }

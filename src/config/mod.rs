@@ -11,6 +11,7 @@
 //! `auth`, `log`, `limits`) and [`ldap`] (the directory), and [`validate`]
 //! checks every value.
 
+mod federation;
 mod ldap;
 mod listen;
 mod registry;
@@ -24,6 +25,7 @@ use serde::Deserialize;
 
 use crate::acl::RuleSpec;
 
+pub use federation::FederationSpec;
 pub use ldap::{AttributeName, FilterTemplate, GroupSearch, LdapSettings, LdapUrl, Precedence};
 pub use listen::{
     parse_listen_address, parse_socket_mode, ListenAddress, ListenOptions, ListenSpec,
@@ -90,6 +92,13 @@ pub struct Config {
     /// Ordered access rules; the first match decides.
     #[serde(default)]
     pub acl: Vec<RuleSpec>,
+    /// The API token file (`regauth token create|list|revoke` edit it);
+    /// none: API tokens are off.
+    #[serde(default)]
+    pub api_tokens: Option<PathBuf>,
+    /// OIDC issuers whose ID tokens log in (keyless CI).
+    #[serde(default)]
+    pub federation: Vec<FederationSpec>,
     /// The nginx `auth_request` endpoint.
     #[serde(default)]
     pub auth: AuthSettings,
@@ -144,6 +153,14 @@ impl Config {
         if let Some(path) = self.htpasswd.as_mut() {
             resolve(path);
         }
+        if let Some(path) = self.api_tokens.as_mut() {
+            resolve(path);
+        }
+        for entry in &mut self.federation {
+            if let Some(path) = entry.ca_file.as_mut() {
+                resolve(path);
+            }
+        }
         if let Some(ldap) = self.ldap.as_mut() {
             resolve(&mut ldap.bind_password_file);
             if let Some(path) = ldap.ca_file.as_mut() {
@@ -172,6 +189,12 @@ impl Config {
         files.push(self.token.private_key.clone());
         files.extend(self.token.certificate.clone());
         files.extend(self.token.trusted_certificates.iter().cloned());
+        files.extend(self.api_tokens.clone());
+        files.extend(
+            self.federation
+                .iter()
+                .filter_map(|entry| entry.ca_file.clone()),
+        );
         if let Some(ldap) = &self.ldap {
             files.push(ldap.bind_password_file.clone());
             files.extend(ldap.ca_file.clone());

@@ -141,10 +141,12 @@ pub fn decide(caller: Caller, needed: &[ResourceScope], acl: &Acl) -> Decision {
         },
         Caller::Unproven(Unproven::Refused {
             account,
-            error: IdentityError::WrongCredential { reason, .. },
+            error: error @ IdentityError::WrongCredential { .. },
         }) => Decision::Challenge {
             error: None,
-            reason: reason.into(),
+            // The audit line gets the cause too (which API token, which
+            // failed claim), not only what the client is told.
+            reason: error.detail(),
             account: Some(account),
         },
         Caller::Unproven(Unproven::Refused { account, error }) => Decision::Unidentified {

@@ -42,9 +42,16 @@ pub async fn handle(
         Err(_) => ("", ""),
     };
     let needed = original.and_then(|(method, uri)| required_access(request.headers(), method, uri));
+    // The API token or issuer that vouched, for the audit line.
+    let mut credential = String::new();
     let decision = match &needed {
         Ok(needed) => {
             let caller = identify(state, snapshot, connection, request, now).await;
+            if let Caller::Identified(identity) = &caller {
+                if let Some(detail) = identity.source.detail() {
+                    credential = format!("{} {detail}", identity.source.label());
+                }
+            }
             decide(caller, needed, &snapshot.acl)
         }
         Err(reason) => Decision::unroutable(reason.clone()),
@@ -76,6 +83,7 @@ pub async fn handle(
         needed = %needed_text,
         outcome = decision.outcome(),
         reason = decision.reason().as_str(),
+        credential,
         "auth decision"
     );
     metrics::counter!("regauth_auth_decisions_total", "outcome" => decision.outcome()).increment(1);

@@ -131,6 +131,8 @@ enum Outcome {
 struct Issued {
     /// The token's subject; empty for anonymous.
     account: String,
+    /// Which source vouched (and which API token or issuer), for the log.
+    source: String,
     /// The access the token carries.
     granted: Vec<ResourceScope>,
     /// The signed access token.
@@ -397,8 +399,16 @@ fn sign(
             Some(token::sign(&snapshot.signing_key, &claims).map_err(signing_failed)?)
         }
     };
+    let source = identity.map_or_else(
+        || "anonymous".to_owned(),
+        |identity| match identity.source.detail() {
+            Some(detail) => format!("{} {detail}", identity.source.label()),
+            None => identity.source.label().to_owned(),
+        },
+    );
     Ok(Issued {
         account,
+        source,
         granted: grant.access,
         access_token,
         refresh_token,
@@ -415,6 +425,7 @@ fn audit(connection: &Connection, request: &TokenRequest<'_>, outcome: &Outcome)
                 account = %issued.account,
                 peer = %connection.peer,
                 grant,
+                source = %issued.source,
                 client,
                 requested = %join_scopes(&request.requested),
                 granted = %join_scopes(&issued.granted),

@@ -20,7 +20,10 @@
 //! with the challenge, a limited caller a 429 and an unavailable source a
 //! 503, both with `Retry-After`.
 
+pub mod api_tokens;
+pub mod federation;
 pub mod files;
+pub mod jwks;
 pub mod ldap;
 pub mod refresh;
 
@@ -74,6 +77,16 @@ pub enum Source {
     RefreshToken,
     /// The user header of a trusted front proxy.
     TrustedProxy,
+    /// A scoped API token, by id (never the secret).
+    ApiToken {
+        /// The token's id.
+        id: String,
+    },
+    /// An OIDC ID token of a federated issuer.
+    Federation {
+        /// The issuer.
+        issuer: String,
+    },
     /// An LDAP directory, by search and bind.
     Ldap,
 }
@@ -86,6 +99,18 @@ impl Source {
             Source::RefreshToken => "refresh_token",
             Source::TrustedProxy => "trusted_proxy",
             Source::Ldap => "ldap",
+            Source::ApiToken { .. } => "api_token",
+            Source::Federation { .. } => "federation",
+        }
+    }
+
+    /// Which credential of the source, for audit logs: an API token's id,
+    /// a federated issuer.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Source::ApiToken { id } => Some(id),
+            Source::Federation { issuer } => Some(issuer),
+            Source::File | Source::RefreshToken | Source::TrustedProxy | Source::Ldap => None,
         }
     }
 }
@@ -175,7 +200,28 @@ pub struct Credentials<'a> {
     pub client: Option<IpAddr>,
 }
 
-/// The one entry point for Basic credentials: tries each source in turn.
+/// The one entry point for Basic credentials. The password's shape picks
+/// the source: an API token secret (`rgt_…`), an OIDC ID token (a JWT, when
+/// federation is configured), else a password, checked by the file
+/// users or the directory ([`password_login`]). A password of
+/// one shape is never tried as another, so a revoked token cannot fall
+/// through to a bcrypt check, nor a password to a token lookup.
+pub async fn authenticate(
+    state: &State,
+    snapshot: &Snapshot,
+    credentials: &Credentials<'_>,
+) -> Result<Identity, IdentityError> {
+    let now = unix_now();
+    if api_tokens::looks_like_secret(credentials.password) {
+        return api_tokens::authenticate(snapshot, credentials, now);
+    }
+    if !snapshot.federation.is_empty() && federation::looks_like_jwt(credentials.password) {
+        return federation::authenticate(&state.federation_keys, snapshot, credentials, now).await;
+    }
+    password_login(state, snapshot, credentials).await
+}
+
+/// A password, checked by the file users or the directory.
 ///
 /// File users and directory users share one name space. A name is owned by
 /// one source, chosen by `ldap.precedence`, and only the owner checks the
@@ -185,16 +231,27 @@ pub struct Credentials<'a> {
 ///   whose name (in the directory's spelling) is a file user's is refused.
 /// - `ldap`: the directory is asked first; names it does not know are the
 ///   files'.
-pub async fn authenticate(
+async fn password_login(
     state: &State,
     snapshot: &Snapshot,
     credentials: &Credentials<'_>,
 ) -> Result<Identity, IdentityError> {
     let (name, password) = (credentials.user, credentials.password);
-    let files = || {
+    let files = || async {
+        if snapshot
+            .users
+            .get(name)
+            .is_some_and(|user| user.tokens_only)
+        {
+            return Err(IdentityError::WrongCredential {
+                reason: "invalid username or password",
+                detail: "the account is tokens_only: its password is refused".into(),
+            });
+        }
         state
             .credentials
             .authenticate(&snapshot.users, name, password)
+            .await
     };
     let Some(directory) = &snapshot.directory else {
         return files().await;
@@ -223,6 +280,15 @@ pub async fn authenticate(
         }
         Err(error) => Err(ldap::refusal(error, settings)),
     }
+}
+
+/// The current unix time in seconds, for the sources' pure checks.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+        })
 }
 
 /// The user a trusted front proxy names. `groups` is the proxy's group

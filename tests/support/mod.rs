@@ -22,6 +22,7 @@
 mod clients;
 mod http;
 mod image;
+mod oidc;
 mod peers;
 mod site;
 mod slapd;
@@ -33,6 +34,8 @@ pub use self::clients::*;
 pub use self::http::*;
 #[allow(unused_imports)]
 pub use self::image::*;
+#[allow(unused_imports)]
+pub use self::oidc::*;
 #[allow(unused_imports)]
 pub use self::peers::*;
 #[allow(unused_imports)]
