@@ -10,10 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::acl::{Acl, AclError};
-use crate::config::{
-    parse_listen_address, registry_warnings, AuthMode, Config, ConfigError, ListenAddress,
-    ListenSpec, Signing,
-};
+use crate::config::{registry_warnings, AuthMode, Config, ConfigError, Signing};
 use crate::identity::api_tokens::{ApiTokens, TokenFileError};
 use crate::identity::federation::{Federation, FederationLoadError};
 use crate::identity::ldap::{Directory, DirectoryLoadError};
@@ -228,20 +225,20 @@ impl Snapshot {
         let _ = writeln!(out, "service:   {}", config.service);
         let _ = writeln!(out, "issuer:    {}", config.issuer);
         let _ = writeln!(out, "realm:     {}", config.realm);
-        for spec in &config.listen {
-            let trusted = if spec.trusted() { " (trusted)" } else { "" };
-            let _ = writeln!(out, "listen:    {}{trusted}", spec.address());
-            if spec.trusted() && is_tcp(spec) {
+        for listener in &config.listen {
+            let trusted = if listener.trusted { " (trusted)" } else { "" };
+            let _ = writeln!(out, "listen:    {}{trusted}", listener.address);
+            if listener.trusted && !listener.is_unix() {
                 let _ = writeln!(
                     out,
                     "warning:   {} is trusted: anyone who can reach this TCP port may name any \
                      account in {}; make sure only the front proxy can",
-                    spec.address(),
+                    listener.address,
                     config
                         .auth
                         .trusted_user_header
-                        .as_deref()
-                        .unwrap_or("auth.trusted_user_header")
+                        .as_ref()
+                        .map_or("auth.trusted_user_header", |name| name.as_str())
                 );
             }
         }
@@ -251,7 +248,7 @@ impl Snapshot {
             self.signing_key.algorithm,
             config.token.private_key.display(),
             self.signing_key.kid,
-            config.token.expiration_secs,
+            config.token.expiration.secs(),
             config.token_path
         );
         let signing = Signing {
@@ -328,13 +325,6 @@ fn ldap_summary(ldap: &crate::config::LdapSettings) -> String {
         "ldap:      {} ({transport}), users under {}, {groups}, {precedence}, timeout {}s, \
          at most {} connection(s)",
         ldap.url, ldap.user_base, ldap.timeout_secs, ldap.max_connections
-    )
-}
-
-fn is_tcp(spec: &ListenSpec) -> bool {
-    matches!(
-        parse_listen_address(spec.address()),
-        Ok(ListenAddress::Tcp(_))
     )
 }
 

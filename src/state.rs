@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -39,9 +39,8 @@ impl State {
         config_path: PathBuf,
         metrics: Option<PrometheusHandle>,
     ) -> State {
-        let credentials =
-            CredentialChecker::new(Duration::from_secs(snapshot.config.credential_cache_secs));
-        let tokens = TokenCache::new(snapshot.config.auth.cache_capacity);
+        let credentials = CredentialChecker::new(snapshot.config.credential_cache.duration());
+        let tokens = TokenCache::new(snapshot.config.auth.cache_capacity.get());
         snapshot.generation = 1;
         State {
             snapshot: ArcSwap::from_pointee(snapshot),
