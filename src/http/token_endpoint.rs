@@ -36,7 +36,7 @@ pub async fn get(
     request: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let now = unix_now();
-    let params = Params::parse(request.uri().query().unwrap_or("").as_bytes());
+    let params = Params::parse(request.uri().query().unwrap_or("").as_bytes())?;
     let authorization = authorization::parse(request.headers());
     let parsed = parse_get(
         snapshot,
@@ -57,7 +57,7 @@ pub async fn post(
     let now = unix_now();
     let client = client(connection, &request);
     let body = read_form(snapshot, request).await?;
-    let params = Params::parse(&body);
+    let params = Params::parse(&body)?;
     let parsed = parse_post(snapshot, &params, client)?;
     serve(state, snapshot, connection, parsed, now).await
 }
@@ -170,7 +170,7 @@ fn client(connection: &Connection, request: &Request<Incoming>) -> Option<IpAddr
 
 fn parse_get<'a>(
     snapshot: &Snapshot,
-    params: &'a Params<'a>,
+    params: &'a Params,
     authorization: &'a Authorization,
     client: Option<IpAddr>,
 ) -> Result<TokenRequest<'a>, ApiError> {
@@ -273,7 +273,7 @@ fn is_form(headers: &HeaderMap) -> bool {
 
 fn parse_post<'a>(
     snapshot: &Snapshot,
-    params: &'a Params<'a>,
+    params: &'a Params,
     client: Option<IpAddr>,
 ) -> Result<TokenRequest<'a>, ApiError> {
     params.check_service(snapshot)?;

@@ -508,8 +508,9 @@ fn first_value<'e>(entry: &'e SearchEntry, attribute: &str) -> Option<&'e str> {
 
 /// The account name in the directory's spelling: the value of the
 /// username attribute that equals the presented name ignoring case (the
-/// directory matched it that way), else its only value. It must be one
-/// repository path component, since ACL rules put `${account}` in names.
+/// directory matched it that way), else its only value. It must be an
+/// [`crate::acl::AccountName`] (one repository path component), since ACL
+/// rules put `${account}` in names.
 fn account_name(entry: &SearchEntry, attribute: &str, presented: &str) -> Result<String, Failure> {
     let all = values(entry, attribute);
     let account = all
@@ -521,20 +522,10 @@ fn account_name(entry: &SearchEntry, attribute: &str, presented: &str) -> Result
                 "the entry has no single `{attribute}` value to use as the account name"
             ))
         })?;
-    if !is_account_name(account) {
-        return Err(DirectoryError::Refused(format!(
-            "the directory's account name {} is not one repository path component \
-             (lower-case letters and digits, joined by `.`, `_`, `__` or `-`)",
-            printable(account)
-        ))
-        .into());
-    }
+    crate::acl::AccountName::parse(account).map_err(|error| {
+        DirectoryError::Refused(format!("the directory's account name is unusable: {error}"))
+    })?;
     Ok(account.clone())
-}
-
-/// Whether a name can be an account: exactly one repository path component.
-fn is_account_name(name: &str) -> bool {
-    !name.contains('/') && crate::scope::validate_repository_name(name).is_ok()
 }
 
 /// The value of `attribute` in the first RDN of `dn` (RFC 4514), unescaped:
