@@ -623,7 +623,7 @@ fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, DirectoryLoad
     }
     // The provider is named, not taken from the process default, so that a
     // second rustls backend elsewhere in the build cannot make this fail.
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| DirectoryLoadError::Invalid {
