@@ -249,15 +249,34 @@ fn answer(snapshot: &Snapshot, decision: Decision, needed_text: &str) -> Respons
             // Groups belong to a signed-in user only.
             let groups = user.as_ref().and_then(|_| identity::group_list(&groups));
             let name = user.or_else(|| config.auth.anonymous_user.clone());
-            let headers = [
-                (config.auth.user_header.name(), name),
-                (config.auth.groups_header.name(), groups),
-            ];
-            for (header, value) in headers {
-                // Bytes, not ASCII only: group names may be UTF-8.
-                let value = value.and_then(|value| HeaderValue::from_bytes(value.as_bytes()).ok());
-                if let Some(value) = value {
-                    response.headers_mut().insert(header.clone(), value);
+            if let Some(name) = name {
+                match HeaderValue::from_str(&name) {
+                    Ok(value) => {
+                        let header = config.auth.user_header.name().clone();
+                        response.headers_mut().insert(header, value);
+                    }
+                    // Account names are checked at load, proxies send
+                    // header values and tokens are ours: a bug, which must
+                    // not pass the request on without a word.
+                    Err(_) => tracing::error!(
+                        header = %config.auth.user_header,
+                        account = ?crate::scope::excerpt(&name),
+                        "the user header cannot carry this account; answered without it"
+                    ),
+                }
+            }
+            if let Some(groups) = groups {
+                // Bytes, not ASCII only: group names may be UTF-8; the list
+                // was cleared of control characters.
+                match HeaderValue::from_bytes(groups.as_bytes()) {
+                    Ok(value) => {
+                        let header = config.auth.groups_header.name().clone();
+                        response.headers_mut().insert(header, value);
+                    }
+                    Err(_) => tracing::error!(
+                        header = %config.auth.groups_header,
+                        "the groups header cannot carry these groups; answered without it"
+                    ),
                 }
             }
             response
