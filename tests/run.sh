@@ -24,6 +24,7 @@ declare -A needs=(
     [dpkg-shlibdeps]=dpkg-dev
     [strip]=binutils
     [go]=golang-go
+    [caddy]=caddy
     [slapd]=slapd
     [slaptest]=slapd
     [ldapadd]=ldap-utils

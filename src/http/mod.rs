@@ -36,6 +36,9 @@ pub struct Connection {
     pub peer: String,
     /// Whether the listener is trusted to carry a front proxy's user header.
     pub trusted: bool,
+    /// The listener's front proxy: which headers describe the original
+    /// request to `/auth`.
+    pub front: crate::config::Front,
 }
 
 /// Every way a request can fail, with what the client is told.
@@ -394,6 +397,7 @@ mod tests {
         let trusted = Connection {
             peer: "127.0.0.1:40000".into(),
             trusted: true,
+            front: crate::config::Front::default(),
         };
         let untrusted = Connection {
             trusted: false,
@@ -410,6 +414,7 @@ mod tests {
         let unix = Connection {
             peer: "unix".into(),
             trusted: false,
+            front: crate::config::Front::default(),
         };
         assert_eq!(client_address(&unix, &HeaderMap::new()), None);
     }
