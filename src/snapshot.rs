@@ -7,11 +7,13 @@ use std::fmt::Write as _;
 use std::fs;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::acl::{Acl, AclError};
 use crate::config::{registry_warnings, AuthMode, Config, ConfigError, Signing};
 use crate::identity::api_tokens::{ApiTokens, TokenFileError};
 use crate::identity::federation::{Federation, FederationLoadError};
+use crate::identity::ldap::{Directory, DirectoryLoadError};
 use crate::keys::{self, KeyError, SigningKey, VerifyingKey};
 use crate::users::{parse_htpasswd, UserError, Users};
 
@@ -71,6 +73,9 @@ pub enum LoadError {
         /// What is wrong.
         cause: FederationLoadError,
     },
+    /// A file of the `ldap` section is unusable (the message names it).
+    #[error("{0}")]
+    Directory(#[from] DirectoryLoadError),
     /// The private key is readable by other users.
     #[error(
         "{}: private key is accessible by group or others (mode {mode:04o}); run `chmod 600 {}`",
@@ -102,6 +107,8 @@ pub struct Snapshot {
     pub api_tokens: ApiTokens,
     /// Trusted OIDC issuers (keyless CI).
     pub federation: Federation,
+    /// The LDAP directory client, when the config has an `ldap` section.
+    pub directory: Option<Arc<Directory>>,
     /// Files this snapshot was built from; the reloader watches them.
     pub source_files: Vec<PathBuf>,
     /// Which config this is: 1 for the one loaded at start, then one more
@@ -192,6 +199,11 @@ impl Snapshot {
             verifying_keys.extend(keys);
         }
 
+        let directory = match &config.ldap {
+            Some(settings) => Some(Arc::new(Directory::load(settings)?)),
+            None => None,
+        };
+
         Ok(Snapshot {
             config,
             users,
@@ -200,6 +212,7 @@ impl Snapshot {
             verifying_keys,
             api_tokens,
             federation,
+            directory,
             source_files,
             generation: 0,
         })
@@ -268,6 +281,16 @@ impl Snapshot {
                 listed.join(", ")
             );
         }
+        if let Some(ldap) = &config.ldap {
+            let _ = writeln!(out, "{}", ldap_summary(ldap));
+            if !ldap.uses_tls() {
+                let _ = writeln!(
+                    out,
+                    "warning:   ldap.url is plain ldap:// without starttls: passwords cross the \
+                     network in clear text"
+                );
+            }
+        }
         let _ = writeln!(out, "acl:       {} rule(s)", self.acl.len());
         if self.acl.has_reference_rules() {
             let _ = writeln!(
@@ -291,6 +314,27 @@ impl Snapshot {
         }
         out
     }
+}
+
+fn ldap_summary(ldap: &crate::config::LdapSettings) -> String {
+    let transport = match (ldap.url.is_ldaps(), ldap.starttls) {
+        (true, _) => "LDAPS",
+        (false, true) => "StartTLS",
+        (false, false) => "plain",
+    };
+    let groups = match &ldap.group_search {
+        Some(search) => format!("groups searched under {}", search.base),
+        None => format!("groups from {}", ldap.group_attribute.as_str()),
+    };
+    let precedence = match ldap.precedence {
+        crate::config::Precedence::Files => "file users first",
+        crate::config::Precedence::Ldap => "directory users first",
+    };
+    format!(
+        "ldap:      {} ({transport}), users under {}, {groups}, {precedence}, timeout {}s, \
+         at most {} connection(s)",
+        ldap.url, ldap.user_base, ldap.timeout_secs, ldap.max_connections
+    )
 }
 
 fn load_signing_key(config: &Config, missing_keys: MissingKeys) -> Result<SigningKey, LoadError> {

@@ -68,6 +68,11 @@ pub struct AccessClaims {
     /// Granted access; may be empty (login needs only a valid token).
     #[serde(default)]
     pub access: Vec<AccessEntry>,
+    /// The account's groups when the token was issued: a private claim
+    /// (the name RFC 9068 uses) that registries ignore and `/auth` hands
+    /// upstream in its groups header. Absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 impl AccessClaims {
@@ -501,6 +506,7 @@ mod tests {
             nbf: NOW,
             iat: NOW,
             jti: new_jti(),
+            groups: vec![],
             access: vec![
                 AccessEntry {
                     resource_type: "repository".into(),

@@ -123,6 +123,7 @@ mod tests {
             nbf: 0,
             iat: 0,
             jti: "j".into(),
+            groups: vec![],
             access: (0..resources)
                 .map(|i| AccessEntry {
                     resource_type: "repository".into(),

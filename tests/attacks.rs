@@ -98,6 +98,7 @@ impl Site {
             nbf: now,
             iat: now,
             jti: token::new_jti(),
+            groups: Vec::new(),
             access: access
                 .iter()
                 .map(|(name, actions)| AccessEntry {

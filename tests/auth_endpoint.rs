@@ -109,6 +109,7 @@ impl Sidecar {
             nbf: now,
             iat: now,
             jti: token::new_jti(),
+            groups: Vec::new(),
             access: access
                 .iter()
                 .map(|(kind, name, actions)| AccessEntry {

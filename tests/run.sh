@@ -4,7 +4,8 @@
 # The e2e suites (tests/e2e_*.rs) start the real peers as child processes: docker-registry
 # 2.8, skopeo 1.9, nginx 1.22 (with auth_request), htpasswd; systemd-analyze is there for
 # checks of the shipped systemd units; dpkg-dev and binutils build the Debian package in
-# tests/package.rs; Go and go-jose check `regauth jwks` in tests/jwks.rs. Missing Debian
+# tests/package.rs; Go and go-jose check `regauth jwks` in tests/jwks.rs; slapd and ldap-utils
+# run the OpenLDAP directory of tests/ldap_directory.rs and tests/e2e_ldap.rs. Missing Debian
 # packages are installed first (needs root or sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,10 @@ declare -A needs=(
     [strip]=binutils
     [go]=golang-go
     [caddy]=caddy
+    [slapd]=slapd
+    [slaptest]=slapd
+    [ldapadd]=ldap-utils
+    [ldapsearch]=ldap-utils
 )
 
 # file that must exist -> Debian package that provides it

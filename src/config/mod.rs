@@ -14,10 +14,12 @@
 //!
 //! The top-level document lives here; the sections have their own files:
 //! [`listen`] (listeners), [`sections`] (`token`, `users`, `auth`, `log`,
-//! `limits`, one type per section), [`values`] (the self-checking value
-//! types). A new feature adds its section type and one field below.
+//! `limits`, one type per section), [`ldap`] (the directory), [`values`]
+//! (the self-checking value types). A new feature adds its section type and
+//! one field below.
 
 mod federation;
+mod ldap;
 mod listen;
 mod registry;
 mod sections;
@@ -32,6 +34,7 @@ use serde::Deserialize;
 use crate::acl::RuleSpec;
 
 pub use federation::FederationSpec;
+pub use ldap::{AttributeName, FilterTemplate, GroupSearch, LdapSettings, LdapUrl, Precedence};
 pub use listen::{Front, ListenAddress, Listener, SocketMode};
 pub use registry::{registry_warnings, RegistryKeys, RegistrySettings, RegistryVersion, Signing};
 pub use sections::{
@@ -108,6 +111,9 @@ pub struct Config {
     /// The nginx `auth_request` endpoint.
     #[serde(default)]
     pub auth: AuthSettings,
+    /// A directory whose users may sign in, their groups feeding the ACL.
+    #[serde(default)]
+    pub ldap: Option<LdapSettings>,
     /// How long a successful password check is remembered
     /// (`credential_cache_secs`, at most a day).
     #[serde(rename = "credential_cache_secs", default = "default_credential_cache")]
@@ -187,6 +193,12 @@ impl Config {
                 resolve(path);
             }
         }
+        if let Some(ldap) = self.ldap.as_mut() {
+            resolve(&mut ldap.bind_password_file);
+            if let Some(path) = ldap.ca_file.as_mut() {
+                resolve(path);
+            }
+        }
         for listener in &mut self.listen {
             if let ListenAddress::Unix(path) = &mut listener.address {
                 resolve(path);
@@ -209,6 +221,10 @@ impl Config {
                 .iter()
                 .filter_map(|entry| entry.ca_file.clone()),
         );
+        if let Some(ldap) = &self.ldap {
+            files.push(ldap.bind_password_file.clone());
+            files.extend(ldap.ca_file.clone());
+        }
         files
     }
 

@@ -112,6 +112,13 @@ pub struct AuthSettings {
     /// Request header set by a front proxy that authenticated the user
     /// itself; honoured only on listeners marked `trusted`.
     pub trusted_user_header: Option<HeaderField>,
+    /// Response header listing the user's groups, comma-separated, beside
+    /// `user_header` (Authelia's `Remote-Groups`).
+    pub groups_header: HeaderField,
+    /// Request header in which a trusted front proxy names the user's
+    /// groups (comma-separated), with `trusted_user_header`; honoured only
+    /// on listeners marked `trusted`.
+    pub trusted_groups_header: Option<HeaderField>,
     /// Clock skew allowed on `exp`/`nbf` (`leeway_secs`).
     #[serde(rename = "leeway_secs")]
     pub leeway: Leeway,
@@ -129,6 +136,8 @@ impl Default for AuthSettings {
             user_header: HeaderField::from_static("Remote-User"),
             anonymous_user: None,
             trusted_user_header: None,
+            groups_header: HeaderField::from_static("Remote-Groups"),
+            trusted_groups_header: None,
             leeway: Leeway::from_secs_const(0),
             cache_capacity: CacheCapacity::from_const(10_000),
         }

@@ -33,6 +33,10 @@ impl Config {
                 ));
             }
         }
+        if let Some(ldap) = &self.ldap {
+            ldap.check()
+                .map_err(|(field, reason)| invalid(format!("ldap.{field}"), reason))?;
+        }
         Ok(())
     }
 
@@ -41,6 +45,18 @@ impl Config {
         check_path("auth.path", &auth.path)?;
         if auth.path == self.token_path {
             return Err(invalid("auth.path", "must differ from token_path"));
+        }
+        if auth.groups_header.name() == auth.user_header.name() {
+            return Err(invalid(
+                "auth.groups_header",
+                "must differ from auth.user_header",
+            ));
+        }
+        if auth.trusted_groups_header.is_some() && auth.trusted_user_header.is_none() {
+            return Err(invalid(
+                "auth.trusted_groups_header",
+                "needs auth.trusted_user_header: groups come with the user the proxy names",
+            ));
         }
         if let Some(name) = &auth.anonymous_user {
             http::HeaderValue::from_str(name)

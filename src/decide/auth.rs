@@ -46,6 +46,9 @@ pub enum Decision {
     Allow {
         /// The account, for the user header.
         user: Option<String>,
+        /// The account's groups, for the groups header: the identity's, or
+        /// in token mode the token's `groups` claim (as of its issue).
+        groups: Vec<String>,
     },
     /// 401: a (better) credential may help.
     Challenge {
@@ -96,7 +99,7 @@ impl Decision {
     /// Who asked, as far as known; `""` for nobody.
     pub fn account(&self) -> &str {
         let account = match self {
-            Decision::Allow { user } => user,
+            Decision::Allow { user, .. } => user,
             Decision::Challenge { account, .. }
             | Decision::Deny { account, .. }
             | Decision::Unidentified { account, .. } => account,
@@ -195,7 +198,12 @@ fn by_acl(
         None => write.and_then(|check| refused_write(acl, &subject, needed, check.write)),
     };
     match refused {
-        None => Decision::Allow { user: account },
+        None => Decision::Allow {
+            user: account,
+            groups: identity
+                .map(|identity| identity.groups.clone())
+                .unwrap_or_default(),
+        },
         Some(reason) if account.is_some() => Decision::Deny { reason, account },
         Some(reason) => Decision::Challenge {
             error: None,
@@ -256,7 +264,11 @@ fn by_token(
         groups: check.map_or(&[], |check| check.token_groups),
     };
     match check.and_then(|check| refused_write(acl, &subject, needed, check.write)) {
-        None => Decision::Allow { user },
+        None => Decision::Allow {
+            user,
+            // As fresh as the token: taken when it was issued.
+            groups: claims.groups.clone(),
+        },
         Some(reason) => Decision::Deny {
             reason,
             account: user,
@@ -310,6 +322,11 @@ mod tests {
             iat: 0,
             jti: "j".into(),
             access,
+            // Signed-in subjects carry their groups (the private claim).
+            groups: match sub {
+                "" => vec![],
+                _ => vec!["devs".into()],
+            },
         })
     }
 
@@ -348,13 +365,16 @@ mod tests {
             None,
             &acl,
         ) {
-            Decision::Allow { user } => assert_eq!(user.as_deref(), Some("alice")),
+            Decision::Allow { user, groups } => {
+                assert_eq!(user.as_deref(), Some("alice"));
+                assert_eq!(groups, ["devs"], "groups from the token's claim");
+            }
             other => panic!("{other:?}"),
         }
         let anonymous = claims("", vec![]);
         assert!(matches!(
             decide(Caller::Bearer(anonymous), &[], None, &acl),
-            Decision::Allow { user: None }
+            Decision::Allow { user: None, .. }
         ));
         match decide(
             Caller::Bearer(token.clone()),
@@ -377,7 +397,7 @@ mod tests {
         let needs = [scope("repository:alice/app:pull,push,delete")];
         assert!(matches!(
             decide(Caller::Identified(alice.clone()), &needs, None, &acl),
-            Decision::Allow { user: Some(ref u) } if u == "alice"
+            Decision::Allow { user: Some(ref u), .. } if u == "alice"
         ));
         let reader = identity("rita", &["readers"]);
         assert!(matches!(
@@ -387,7 +407,7 @@ mod tests {
                 None,
                 &acl
             ),
-            Decision::Allow { .. }
+            Decision::Allow { ref groups, .. } if groups == &["readers"]
         ));
         let denied = decide(
             Caller::Identified(reader.clone()),
@@ -406,7 +426,7 @@ mod tests {
         let pull = [scope("repository:public/base:pull")];
         assert!(matches!(
             decide(Caller::Anonymous, &pull, None, &acl),
-            Decision::Allow { user: None }
+            Decision::Allow { user: None, ref groups } if groups.is_empty()
         ));
         let push = [scope("repository:public/base:push")];
         assert_eq!(

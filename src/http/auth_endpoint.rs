@@ -168,7 +168,13 @@ async fn identify(
             .filter(|value| !value.is_empty());
         match proxy_user {
             Some(user) if connection.trusted => {
-                return Caller::Identified(identity::trusted_proxy(snapshot, user));
+                let groups = settings
+                    .trusted_groups_header
+                    .as_ref()
+                    .and_then(|header| request.headers().get(header.as_str()))
+                    // Sent but not UTF-8: the proxy named no usable group.
+                    .map(|value| std::str::from_utf8(value.as_bytes()).unwrap_or(""));
+                return Caller::Identified(identity::trusted_proxy(snapshot, user, groups));
             }
             // Debug only: any client of an untrusted listener could
             // otherwise fill the log with this line.
@@ -245,9 +251,11 @@ async fn verified_claims(
 fn answer(snapshot: &Snapshot, decision: Decision, needed_text: &str) -> Response<Body> {
     let config = &snapshot.config;
     match decision {
-        Decision::Allow { user } => {
+        Decision::Allow { user, groups } => {
             let mut response = Response::new(Full::new(Bytes::new()));
             *response.status_mut() = StatusCode::OK;
+            // Groups belong to a signed-in user only.
+            let groups = user.as_ref().and_then(|_| identity::group_list(&groups));
             let name = user.or_else(|| config.auth.anonymous_user.clone());
             if let Some(name) = name {
                 match HeaderValue::from_str(&name) {
@@ -262,6 +270,20 @@ fn answer(snapshot: &Snapshot, decision: Decision, needed_text: &str) -> Respons
                         header = %config.auth.user_header,
                         account = ?crate::scope::excerpt(&name),
                         "the user header cannot carry this account; answered without it"
+                    ),
+                }
+            }
+            if let Some(groups) = groups {
+                // Bytes, not ASCII only: group names may be UTF-8; the list
+                // was cleared of control characters.
+                match HeaderValue::from_bytes(groups.as_bytes()) {
+                    Ok(value) => {
+                        let header = config.auth.groups_header.name().clone();
+                        response.headers_mut().insert(header, value);
+                    }
+                    Err(_) => tracing::error!(
+                        header = %config.auth.groups_header,
+                        "the groups header cannot carry these groups; answered without it"
                     ),
                 }
             }

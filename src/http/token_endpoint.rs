@@ -152,6 +152,9 @@ fn sign(
         iat: now,
         jti: token::new_jti(),
         access: grant.access.iter().map(AccessEntry::from).collect(),
+        groups: identity
+            .map(|identity| identity.groups.clone())
+            .unwrap_or_default(),
     };
     let signing_failed = |e: token::TokenError| ApiError::Internal(format!("signing failed: {e}"));
     let access_token = token::sign(&snapshot.signing_key, &claims).map_err(signing_failed)?;

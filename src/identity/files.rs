@@ -12,6 +12,7 @@ use sha2::Sha256;
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
+use super::ldap::DirectoryUser;
 use super::{Identity, IdentityError, Source};
 use crate::users::{User, Users};
 
@@ -23,7 +24,8 @@ pub struct CredentialChecker {
     /// Keyed digests of (user, password, stored hash) that recently verified.
     /// The stored hash is part of the key so a changed password can never
     /// hit an old entry, even before the reload clears the cache.
-    verified: moka::future::Cache<[u8; 32], ()>,
+    /// Directory logins are remembered here too, with the directory's answer.
+    verified: moka::future::Cache<[u8; 32], Remembered>,
     /// Per-process random key: the cache never holds anything that could be
     /// attacked offline to recover a password.
     key: Zeroizing<[u8; 32]>,
@@ -31,6 +33,37 @@ pub struct CredentialChecker {
     /// every blocking thread.
     bcrypt_slots: Semaphore,
 }
+
+/// What a remembered success holds.
+#[derive(Clone)]
+enum Remembered {
+    /// A file user: the user table has the rest.
+    File,
+    /// A directory login: the directory's answer (account and groups), so
+    /// a burst of token requests costs one bind, and the groups are as
+    /// fresh as the cache's lifetime.
+    Directory(Arc<DirectoryUser>),
+}
+
+impl Remembered {
+    /// The cache's capacity counts file users as 1 and directory users by
+    /// size, so groups cannot grow the cache past its bound.
+    fn weight(&self) -> u32 {
+        match self {
+            Remembered::File => 1,
+            Remembered::Directory(user) => {
+                let bytes = user.account.len()
+                    + user.dn.len()
+                    + user.groups.iter().map(String::len).sum::<usize>();
+                1 + u32::try_from(bytes / 128).unwrap_or(u32::MAX)
+            }
+        }
+    }
+}
+
+/// Stands in for the stored hash in the cache key of directory logins; no
+/// bcrypt hash starts with a NUL, so the two kinds can never collide.
+const DIRECTORY_KEY_TAG: &str = "\0directory";
 
 impl CredentialChecker {
     /// A checker that remembers successes for `ttl`.
@@ -41,6 +74,7 @@ impl CredentialChecker {
         CredentialChecker {
             verified: moka::future::Cache::builder()
                 .max_capacity(100_000)
+                .weigher(|_, remembered: &Remembered| remembered.weight())
                 .time_to_live(ttl)
                 .build(),
             key,
@@ -94,11 +128,39 @@ impl CredentialChecker {
         let matches = self.run_bcrypt(password, stored_hash).await?;
         match user {
             Some(user) if matches => {
-                self.verified.insert(cache_key, ()).await;
+                self.verified.insert(cache_key, Remembered::File).await;
                 Ok(user.clone())
             }
             _ => Err(IdentityError::wrong(WRONG_PASSWORD)),
         }
+    }
+
+    /// A directory login of `name` with `password` remembered from the
+    /// last `ttl`, if any.
+    pub async fn remembered_directory_login(
+        &self,
+        name: &str,
+        password: &str,
+    ) -> Option<Arc<DirectoryUser>> {
+        let key = self.cache_key(name, password, DIRECTORY_KEY_TAG);
+        let found = match self.verified.get(&key).await {
+            Some(Remembered::Directory(user)) => Some(user),
+            _ => None,
+        };
+        let result = if found.is_some() { "hit" } else { "miss" };
+        metrics::counter!("regauth_credential_cache_total", "result" => result).increment(1);
+        found
+    }
+
+    /// Remembers a successful directory login for the cache's lifetime.
+    pub async fn remember_directory_login(
+        &self,
+        name: &str,
+        password: &str,
+        user: Arc<DirectoryUser>,
+    ) {
+        let key = self.cache_key(name, password, DIRECTORY_KEY_TAG);
+        self.verified.insert(key, Remembered::Directory(user)).await;
     }
 
     async fn run_bcrypt(&self, password: &str, hash: &str) -> Result<bool, IdentityError> {

@@ -26,6 +26,7 @@ pub mod api_tokens;
 pub mod federation;
 pub mod files;
 pub mod jwks;
+pub mod ldap;
 pub mod refresh;
 
 use std::net::IpAddr;
@@ -33,8 +34,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::acl::{Acl, Subject};
+use crate::config::Precedence;
 use crate::snapshot::Snapshot;
 use crate::state::State;
+use ldap::DirectoryError;
 
 /// Who the caller is, once a source vouched for them.
 #[derive(Debug, Clone)]
@@ -89,6 +92,8 @@ pub enum Source {
         /// `repo:acme/app:ref:refs/heads/main`), shortened.
         subject: String,
     },
+    /// An LDAP directory, by search and bind.
+    Ldap,
 }
 
 impl std::fmt::Display for Source {
@@ -113,6 +118,7 @@ impl Source {
             Source::File => "file",
             Source::RefreshToken => "refresh_token",
             Source::TrustedProxy => "trusted_proxy",
+            Source::Ldap => "ldap",
             Source::ApiToken { .. } => "api_token",
             Source::Federation { .. } => "federation",
         }
@@ -206,7 +212,8 @@ pub struct Credentials<'a> {
 
 /// The one entry point for Basic credentials. The password's shape picks
 /// the source: an API token secret (`rgt_…`), an OIDC ID token (a JWT, when
-/// federation is configured), else a file user's password. A password of
+/// federation is configured), else a password, checked by the file
+/// users or the directory ([`password_login`]). A password of
 /// one shape is never tried as another, so a revoked token cannot fall
 /// through to a bcrypt check, nor a password to a token lookup.
 pub async fn authenticate(
@@ -221,20 +228,68 @@ pub async fn authenticate(
     if !snapshot.federation.is_empty() && federation::looks_like_jwt(credentials.password) {
         return federation::authenticate(&state.federation_keys, snapshot, credentials, now).await;
     }
-    if snapshot
-        .users
-        .get(credentials.user)
-        .is_some_and(|user| user.tokens_only)
-    {
-        return Err(IdentityError::WrongCredential {
-            reason: "invalid username or password",
-            detail: "the account is tokens_only: its password is refused".into(),
-        });
+    password_login(state, snapshot, credentials).await
+}
+
+/// A password, checked by the file users or the directory.
+///
+/// File users and directory users share one name space. A name is owned by
+/// one source, chosen by `ldap.precedence`, and only the owner checks the
+/// password (a password refused by one source is never tried on another):
+/// - `files` (the default): a file user's name never reaches the
+///   directory; other names are the directory's, and a directory account
+///   whose name (in the directory's spelling) is a file user's is refused.
+/// - `ldap`: the directory is asked first; names it does not know are the
+///   files'.
+async fn password_login(
+    state: &State,
+    snapshot: &Snapshot,
+    credentials: &Credentials<'_>,
+) -> Result<Identity, IdentityError> {
+    let (name, password) = (credentials.user, credentials.password);
+    let files = || async {
+        if snapshot
+            .users
+            .get(name)
+            .is_some_and(|user| user.tokens_only)
+        {
+            return Err(IdentityError::WrongCredential {
+                reason: "invalid username or password",
+                detail: "the account is tokens_only: its password is refused".into(),
+            });
+        }
+        state
+            .credentials
+            .authenticate(&snapshot.users, name, password)
+            .await
+    };
+    let Some(directory) = &snapshot.directory else {
+        return files().await;
+    };
+    let settings = directory.settings();
+    if settings.precedence == Precedence::Files && snapshot.users.get(name).is_some() {
+        return files().await;
     }
-    state
-        .credentials
-        .authenticate(&snapshot.users, credentials.user, credentials.password)
-        .await
+    match ldap::login_cached(&state.credentials, directory, name, password).await {
+        Ok(user)
+            if settings.precedence == Precedence::Files
+                && snapshot.users.get(&user.account).is_some() =>
+        {
+            Err(ldap::refusal(
+                DirectoryError::Refused(format!(
+                    "the directory's account `{}` is also a file user, and file users come \
+                     first (ldap.precedence)",
+                    user.account
+                )),
+                settings,
+            ))
+        }
+        Ok(user) => Ok(ldap::identity(&user)),
+        Err(DirectoryError::UnknownUser) if settings.precedence == Precedence::Ldap => {
+            files().await
+        }
+        Err(error) => Err(ldap::refusal(error, settings)),
+    }
 }
 
 /// The current unix time in seconds, for the sources' pure checks.
@@ -246,22 +301,85 @@ fn unix_now() -> i64 {
         })
 }
 
-/// The user a trusted front proxy names. Its groups are those of the file
-/// user of the same name, if any: the proxy vouches for the name only.
-pub fn trusted_proxy(snapshot: &Snapshot, account: &str) -> Identity {
-    let user = snapshot.users.get(account);
+/// The user a trusted front proxy names. `groups` is the proxy's group
+/// list (`auth.trusted_groups_header`) when it sent one: the proxy vouches
+/// for those. Without it, the groups of the file user of the same name.
+pub fn trusted_proxy(snapshot: &Snapshot, account: &str, groups: Option<&str>) -> Identity {
+    let groups = match groups {
+        Some(list) => parse_group_list(list),
+        None => snapshot
+            .users
+            .get(account)
+            .map(|user| user.groups.clone())
+            .unwrap_or_default(),
+    };
     Identity {
         account: account.to_owned(),
-        groups: user.map(|user| user.groups.clone()).unwrap_or_default(),
+        groups,
         source: Source::TrustedProxy,
         refresh_binding: None,
         scope_limit: None,
     }
 }
 
+/// A comma-separated group list as a front proxy sends it (Authelia's
+/// `Remote-Groups`): names trimmed, empty ones dropped, sorted, without
+/// duplicates, at most [`ldap::MAX_GROUPS`].
+pub fn parse_group_list(list: &str) -> Vec<String> {
+    let mut groups: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
+        .collect();
+    groups.sort();
+    groups.dedup();
+    groups.truncate(ldap::MAX_GROUPS);
+    groups
+}
+
+/// The groups header's value: the names joined by `,`. A name that the
+/// list could not carry unambiguously (one with a comma, a control
+/// character, or space at either end) is left out. `None` when no name is
+/// left.
+pub fn group_list(groups: &[String]) -> Option<String> {
+    let listed: Vec<&str> = groups
+        .iter()
+        .map(String::as_str)
+        .filter(|name| {
+            !name.is_empty()
+                && name.trim() == *name
+                && !name.contains(',')
+                && !name.chars().any(char::is_control)
+        })
+        .collect();
+    (!listed.is_empty()).then(|| listed.join(","))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_lists_round_trip_what_a_list_can_carry() {
+        assert_eq!(parse_group_list(" ops, devs,,devs ,"), ["devs", "ops"]);
+        assert!(parse_group_list("").is_empty());
+        assert!(parse_group_list(" , ").is_empty());
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            group_list(&names(&["devs", "Domain Users", "ops"])).as_deref(),
+            Some("devs,Domain Users,ops")
+        );
+        // A comma or a control character would change the list: left out.
+        assert_eq!(
+            group_list(&names(&["a,b", "c\r\nX-Evil: 1", " pad", "ok"])).as_deref(),
+            Some("ok")
+        );
+        assert_eq!(group_list(&[]), None);
+        assert_eq!(group_list(&names(&["a,b"])), None);
+        let many: Vec<String> = (0..1000).map(|i| format!("g{i}")).collect();
+        assert_eq!(parse_group_list(&many.join(",")).len(), ldap::MAX_GROUPS);
+    }
 
     #[test]
     fn the_log_hears_the_cause_the_client_does_not() {

@@ -35,6 +35,7 @@ pub(crate) fn timeless_token() -> &'static str {
             iat: 0,
             jti: token::new_jti(),
             access: Vec::new(),
+            groups: Vec::new(),
         };
         token::sign(signing_key(), &claims).expect("sign")
     })
@@ -105,6 +106,7 @@ pub(crate) fn claims_leeway_now() -> impl Strategy<Value = (AccessClaims, u64, i
             iat: nbf,
             jti,
             access,
+            groups: Vec::new(),
         };
         (claims, leeway, now)
     })

@@ -15,7 +15,8 @@
 //!
 //! Layout: this file owns the [`Harness`] (temp dir + children) and small utilities;
 //! `http` is a tiny HTTP/1.1 client, `peers` starts docker-registry / regauth / nginx,
-//! `image` builds OCI layouts and runs skopeo; `site` runs the shipped nginx example site.
+//! `image` builds OCI layouts and runs skopeo; `site` runs the shipped nginx example site;
+//! `slapd` runs an OpenLDAP directory seeded by the test.
 #![allow(dead_code)] // Each suite uses its own subset of the helpers.
 
 mod clients;
@@ -24,6 +25,7 @@ mod image;
 mod oidc;
 mod peers;
 mod site;
+mod slapd;
 
 // Not every suite uses every part.
 #[allow(unused_imports)]
@@ -38,6 +40,8 @@ pub use self::oidc::*;
 pub use self::peers::*;
 #[allow(unused_imports)]
 pub use self::site::*;
+#[allow(unused_imports)]
+pub use self::slapd::*;
 
 use std::fmt::Write as _;
 use std::fs;

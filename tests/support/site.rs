@@ -65,7 +65,7 @@ impl NginxSite {
         // The registry's stand-in front: logs what the upstream receives, then proxies.
         let upstream_view = format!(
             r#"
-log_format upstream_view '"$request_method $request_uri " remote_user="$http_remote_user"';
+log_format upstream_view '"$request_method $request_uri " remote_user="$http_remote_user" remote_groups="$http_remote_groups"';
 server {{
     listen 127.0.0.1:{inner_port};
     access_log {log} upstream_view;
