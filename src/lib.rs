@@ -18,7 +18,10 @@
 //!   version), [`state`] (the swappable snapshot plus caches),
 //!   [`reload`] (file watching and SIGHUP).
 //! - Checks with state: [`credentials`] (bcrypt off the reactor, a cache of
-//!   successes), [`token_cache`] (verified tokens for `/auth`).
+//!   successes), [`token_cache`] (verified tokens for `/auth`),
+//!   [`limiter`] (failed logins per account and address: pure, clock passed
+//!   in), [`work_queue`] (bounded, per-address fair queue for bcrypt),
+//!   [`client_address`] (the address those count against).
 //! - Edges: [`http`] (router, endpoints, and the one mapping from errors to
 //!   responses), [`listeners`] (TCP, unix and systemd sockets), [`server`]
 //!   (accept loop, graceful drain),
@@ -27,11 +30,13 @@
 
 pub mod acl;
 pub mod app;
+pub mod client_address;
 pub mod commands;
 pub mod config;
 pub mod credentials;
 pub mod http;
 pub mod keys;
+pub mod limiter;
 pub mod listeners;
 pub mod media_type;
 pub mod metrics;
@@ -45,3 +50,4 @@ pub mod state;
 pub mod token;
 pub mod token_cache;
 pub mod users;
+pub mod work_queue;

@@ -11,6 +11,7 @@
 //! `auth`, `log`, `limits`), and [`validate`] checks every value.
 
 mod listen;
+mod login_limits;
 mod sections;
 mod validate;
 
@@ -24,6 +25,7 @@ use crate::acl::RuleSpec;
 pub use listen::{
     parse_listen_address, parse_socket_mode, ListenAddress, ListenOptions, ListenSpec,
 };
+pub use login_limits::{LoginLimits, QueueLimits};
 pub use sections::{
     AuthMode, AuthSettings, Limits, LogFormat, LogSettings, TokenSettings, UserSpec,
 };
@@ -97,6 +99,9 @@ pub struct Config {
     /// Connection limits and timeouts.
     #[serde(default)]
     pub limits: Limits,
+    /// Failed-login limiter and password-check queue.
+    #[serde(default)]
+    pub login_limits: LoginLimits,
 }
 
 fn default_listen() -> Vec<ListenSpec> {
@@ -177,6 +182,14 @@ impl Config {
                 a.limits.max_connections != b.limits.max_connections,
             ),
             ("limits.backlog", a.limits.backlog != b.limits.backlog),
+            (
+                "login_limits.table_capacity",
+                a.login_limits.table_capacity != b.login_limits.table_capacity,
+            ),
+            (
+                "login_limits.bcrypt_*",
+                a.login_limits.queue != b.login_limits.queue,
+            ),
             ("log.format", a.log.format != b.log.format),
             ("log.level", a.log.level != b.log.level),
         ]

@@ -15,6 +15,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 
 use super::basic::{presented, Presented};
+use super::client::client_address;
 use super::{basic_challenge, unix_now, ApiError, Body, Connection};
 use crate::acl::Subject;
 use crate::config::{AuthMode, AuthSettings};
@@ -107,20 +108,14 @@ pub async fn handle(
         }
         | Decision::Deny { reason, account } => (account.as_deref().unwrap_or(""), reason.as_str()),
     };
-    // Behind nginx the peer is the proxy; its X-Forwarded-For names the
-    // client, and is believed only where the proxy is (trusted listeners).
-    let forwarded_for = request
-        .headers()
-        .get("x-forwarded-for")
-        .filter(|_| connection.trusted)
-        .and_then(|value| value.to_str().ok())
-        .map(crate::scope::excerpt)
-        .unwrap_or_default();
+    // Behind nginx the peer is the proxy; the client is the address nginx
+    // appended to X-Forwarded-For, believed on trusted listeners only.
+    let client = client_address(connection, request.headers());
     tracing::info!(
         target: "regauth::audit",
         account,
         peer = %connection.peer,
-        forwarded_for,
+        client = %client,
         method,
         path,
         needed = %needed_text,

@@ -4,6 +4,7 @@
 
 mod auth_endpoint;
 mod basic;
+mod client;
 mod health;
 mod params;
 mod token_endpoint;
