@@ -17,11 +17,14 @@
 //!   and htpasswd), [`snapshot`] (everything derived from one config
 //!   version), [`state`] (the swappable snapshot plus caches),
 //!   [`reload`] (file watching and SIGHUP).
-//! - Checks with state: [`credentials`] (bcrypt off the reactor, a cache of
-//!   successes), [`token_cache`] (verified tokens for `/auth`),
-//!   [`limiter`] (failed logins per account and address: pure, clock passed
-//!   in), [`work_queue`] (bounded, per-address fair queue for bcrypt),
-//!   [`client_address`] (the address those count against).
+//! - Identities: [`identity`] (presented credentials → who asks, one entry
+//!   point for every source; file users with bcrypt off the reactor and a
+//!   cache of successes in [`identity::files`], refresh tokens in
+//!   [`identity::refresh`]), guarded by [`limiter`] (failed logins per
+//!   account and address: pure, clock passed in) and [`work_queue`]
+//!   (bounded, per-address fair queue for bcrypt), both counting against
+//!   the [`client_address`].
+//! - Checks with state: [`token_cache`] (verified tokens for `/auth`).
 //! - Edges: [`http`] (router, endpoints, and the one mapping from errors to
 //!   responses), [`listeners`] (TCP, unix and systemd sockets), [`server`]
 //!   (accept loop, graceful drain),
@@ -33,8 +36,8 @@ pub mod app;
 pub mod client_address;
 pub mod commands;
 pub mod config;
-pub mod credentials;
 pub mod http;
+pub mod identity;
 pub mod keys;
 pub mod limiter;
 pub mod listeners;

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::credentials::CredentialChecker;
+use crate::identity::files::CredentialChecker;
+use crate::identity::login_limits::limiter_for;
+use crate::limiter::LoginLimiter;
 use crate::snapshot::Snapshot;
 use crate::token_cache::TokenCache;
 
@@ -19,6 +21,8 @@ pub struct State {
     snapshot: ArcSwap<Snapshot>,
     /// Password checks and their cache.
     pub credentials: CredentialChecker,
+    /// Failed logins per account and address (sized at start).
+    pub login_limiter: LoginLimiter,
     /// Verified access tokens for `/auth`.
     pub tokens: TokenCache,
     /// The config file reloads read.
@@ -36,13 +40,17 @@ impl State {
         config_path: PathBuf,
         metrics: Option<PrometheusHandle>,
     ) -> State {
-        let credentials =
-            CredentialChecker::new(Duration::from_secs(snapshot.config.credential_cache_secs));
+        let credentials = CredentialChecker::new(
+            Duration::from_secs(snapshot.config.credential_cache_secs),
+            snapshot.config.login_limits.queue,
+        );
+        let login_limiter = limiter_for(&snapshot.config.login_limits);
         let tokens = TokenCache::new(snapshot.config.auth.cache_capacity);
         snapshot.generation = 1;
         State {
             snapshot: ArcSwap::from_pointee(snapshot),
             credentials,
+            login_limiter,
             tokens,
             config_path,
             started: Instant::now(),

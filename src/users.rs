@@ -1,5 +1,5 @@
 //! The user table: inline users from the config merged with an htpasswd
-//! file. Pure data; password checks live in [`crate::credentials`].
+//! file. Pure data; password checks live in [`crate::identity::files`].
 
 use std::collections::{BTreeMap, HashMap};
 

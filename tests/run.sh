@@ -3,8 +3,8 @@
 #
 # The e2e suites (tests/e2e_*.rs) start the real peers as child processes: docker-registry
 # 2.8, skopeo 1.9, nginx 1.22 (with auth_request), htpasswd; systemd-analyze is there for
-# checks of the shipped systemd units. Missing Debian packages are installed first (needs
-# root or sudo).
+# checks of the shipped systemd units; dpkg-dev and binutils build the Debian package in
+# tests/package.rs. Missing Debian packages are installed first (needs root or sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +19,8 @@ declare -A needs=(
     [ctr]=containerd
     [podman]=podman
     [dockerd]=docker.io
+    [dpkg-shlibdeps]=dpkg-dev
+    [strip]=binutils
 )
 
 missing=()

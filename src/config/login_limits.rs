@@ -13,8 +13,10 @@ use crate::limiter::Thresholds;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "LoginLimitsSpec")]
 pub struct LoginLimits {
-    /// The failed-login counters; `None` when turned off.
-    pub failures: Option<Thresholds>,
+    /// Whether failed logins are counted and limited at all.
+    pub enabled: bool,
+    /// The failed-login counters' thresholds.
+    pub thresholds: Thresholds,
     /// Most entries in each of the limiter's tables.
     pub table_capacity: u64,
     /// The password-check queue (always on: it is a bound, not a policy).
@@ -31,6 +33,13 @@ pub struct QueueLimits {
     pub waiting: usize,
     /// Checks running or waiting for one client address (IPv6: one /64).
     pub per_address: NonZeroUsize,
+}
+
+impl LoginLimits {
+    /// The thresholds in force, or `None` when limiting is off.
+    pub fn failures(&self) -> Option<&Thresholds> {
+        self.enabled.then_some(&self.thresholds)
+    }
 }
 
 impl Default for LoginLimits {
@@ -127,7 +136,8 @@ impl TryFrom<LoginLimitsSpec> for LoginLimits {
         };
         let per_address = size("bcrypt_queue_per_address", spec.bcrypt_queue_per_address, 1)?;
         Ok(LoginLimits {
-            failures: spec.enabled.then_some(thresholds),
+            enabled: spec.enabled,
+            thresholds,
             table_capacity: within(
                 "table_capacity",
                 spec.table_capacity,
@@ -155,7 +165,7 @@ mod tests {
     fn defaults_stop_a_forty_guess_burst_and_keep_every_table_bounded() {
         let limits = parse("{}").unwrap();
         assert_eq!(limits, LoginLimits::default());
-        let failures = limits.failures.unwrap();
+        let failures = limits.failures().unwrap();
         assert_eq!(failures.per_account_and_address, NonZeroU32::new(10));
         assert_eq!(failures.per_address, NonZeroU32::new(30));
         assert_eq!(failures.window, Duration::from_secs(600));
@@ -166,8 +176,8 @@ mod tests {
     #[test]
     fn counters_turn_off_one_by_one_or_all_at_once() {
         let limits = parse(r#"{"failures_per_account": 0}"#).unwrap();
-        assert_eq!(limits.failures.unwrap().per_account, None);
-        assert_eq!(parse(r#"{"enabled": false}"#).unwrap().failures, None);
+        assert_eq!(limits.failures().unwrap().per_account, None);
+        assert_eq!(parse(r#"{"enabled": false}"#).unwrap().failures(), None);
     }
 
     #[test]

@@ -15,10 +15,10 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 
 use super::basic::{presented, Presented};
-use super::client::client_address;
-use super::{basic_challenge, unix_now, ApiError, Body, Connection};
+use super::{basic_challenge, client_address, unix_now, ApiError, Body, Connection};
 use crate::acl::Subject;
 use crate::config::{AuthMode, AuthSettings};
+use crate::identity::{self, Credentials, Identity, IdentityError};
 use crate::scope::ResourceScope;
 use crate::snapshot::Snapshot;
 use crate::state::State;
@@ -43,6 +43,13 @@ enum Decision {
         /// Who asked, when known (for the audit log).
         account: Option<String>,
     },
+    /// The identity seam could not say who asks (limited, a source down,
+    /// our own failure); answered as the edge maps it.
+    Unidentified {
+        error: IdentityError,
+        /// Who asked (for the audit log).
+        account: Option<String>,
+    },
 }
 
 impl Decision {
@@ -51,6 +58,7 @@ impl Decision {
             Decision::Allow { .. } => "allow",
             Decision::Challenge { .. } => "challenge",
             Decision::Deny { .. } => "deny",
+            Decision::Unidentified { error, .. } => error.outcome(),
         }
     }
 }
@@ -102,11 +110,14 @@ pub async fn handle(
         .collect::<Vec<_>>()
         .join(" ");
     let (account, reason) = match &decision {
-        Decision::Allow { user } => (user.as_deref().unwrap_or(""), ""),
+        Decision::Allow { user } => (user.as_deref().unwrap_or(""), String::new()),
         Decision::Challenge {
             reason, account, ..
         }
-        | Decision::Deny { reason, account } => (account.as_deref().unwrap_or(""), reason.as_str()),
+        | Decision::Deny { reason, account } => (account.as_deref().unwrap_or(""), reason.clone()),
+        Decision::Unidentified { error, account } => {
+            (account.as_deref().unwrap_or(""), error.detail())
+        }
     };
     // Behind nginx the peer is the proxy; the client is the address nginx
     // appended to X-Forwarded-For, believed on trusted listeners only.
@@ -120,7 +131,7 @@ pub async fn handle(
         path,
         needed = %needed_text,
         outcome = decision.outcome(),
-        reason,
+        reason = reason.as_str(),
         "auth decision"
     );
     metrics::counter!("regauth_auth_decisions_total", "outcome" => decision.outcome()).increment(1);
@@ -164,7 +175,8 @@ async fn decide(
             .filter(|value| !value.is_empty());
         match proxy_user {
             Some(user) if connection.trusted => {
-                return decide_by_acl(snapshot, Some(user), needed, true);
+                let identity = identity::trusted_proxy(snapshot, user);
+                return decide_by_acl(snapshot, Some(&identity), needed);
             }
             // Debug only: any client of an untrusted listener could
             // otherwise fill the log with this line.
@@ -187,15 +199,20 @@ async fn decide(
             account: None,
         },
         (AuthMode::Basic, Presented::Basic { user, password }) => {
-            match state
-                .credentials
-                .verify(&snapshot.users, &user, &password)
-                .await
-            {
-                Ok(_) => decide_by_acl(snapshot, Some(&user), needed, true),
-                Err(error) => Decision::Challenge {
+            let credentials = Credentials {
+                user: &user,
+                password: &password,
+                client: client_address(connection, request.headers()),
+            };
+            match identity::authenticate(state, snapshot, &credentials).await {
+                Ok(identity) => decide_by_acl(snapshot, Some(&identity), needed),
+                Err(IdentityError::WrongCredential { reason, .. }) => Decision::Challenge {
                     error: None,
-                    reason: error.to_string(),
+                    reason: reason.to_owned(),
+                    account: Some(user),
+                },
+                Err(error) => Decision::Unidentified {
+                    error,
                     account: Some(user),
                 },
             }
@@ -203,7 +220,7 @@ async fn decide(
         // The `/v2/` ping must challenge, or clients never learn that they
         // could send credentials; anything else anonymous may do, it may.
         (AuthMode::Basic, Presented::Nothing) if !needed.is_empty() => {
-            decide_by_acl(snapshot, None, needed, false)
+            decide_by_acl(snapshot, None, needed)
         }
         (AuthMode::Basic, _) => Decision::Challenge {
             error: None,
@@ -218,15 +235,11 @@ async fn decide(
 /// anonymous one gets a challenge, since signing in may help.
 fn decide_by_acl(
     snapshot: &Snapshot,
-    account: Option<&str>,
+    identity: Option<&Identity>,
     needed: &[ResourceScope],
-    authenticated: bool,
 ) -> Decision {
-    let groups = account
-        .and_then(|name| snapshot.users.get(name))
-        .map(|user| user.groups.as_slice())
-        .unwrap_or_default();
-    let subject = Subject { account, groups };
+    let subject = identity.map_or(Subject::anonymous(), Identity::subject);
+    let account = identity.map(|identity| identity.account.as_str());
     let refused = needed.iter().find(|scope| {
         let allowed = snapshot
             .acl
@@ -237,7 +250,7 @@ fn decide_by_acl(
         None => Decision::Allow {
             user: account.map(str::to_owned),
         },
-        Some(scope) if authenticated => Decision::Deny {
+        Some(scope) if identity.is_some() => Decision::Deny {
             reason: format!("access denied by the ACL: {}", scope.challenge_string()),
             account: account.map(str::to_owned),
         },
@@ -360,6 +373,9 @@ fn answer(snapshot: &Snapshot, decision: Decision, needed_text: &str) -> Respons
             .into_response()
         }
         Decision::Deny { reason, .. } => ApiError::Forbidden { message: reason }.into_response(),
+        Decision::Unidentified { error, .. } => {
+            ApiError::from_identity(error, basic_challenge(&config.service)).into_response()
+        }
     }
 }
 

@@ -11,16 +11,20 @@ mod token_endpoint;
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{
+    HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::json;
 
+use crate::identity::IdentityError;
 use crate::state::State;
+use client::client_address;
 
 /// Response body type of every handler.
 pub type Body = Full<Bytes>;
@@ -75,6 +79,23 @@ pub enum ApiError {
     /// The body did not arrive in time.
     #[error("request body not received in time")]
     RequestTimeout,
+    /// The caller must slow down (login limiter, full password-check queue).
+    #[error("{message}")]
+    TooManyRequests {
+        /// For the client.
+        message: String,
+        /// Value of the `Retry-After` header.
+        retry_after: Duration,
+    },
+    /// A source of identities cannot answer now (a directory or an issuer
+    /// is down).
+    #[error("{message}")]
+    Unavailable {
+        /// For the client.
+        message: String,
+        /// Value of the `Retry-After` header.
+        retry_after: Duration,
+    },
     /// Our fault; the detail goes to the log, not to the client.
     #[error("internal error: {0}")]
     Internal(String),
@@ -90,6 +111,8 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -103,7 +126,31 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "UNSUPPORTED",
             ApiError::PayloadTooLarge => "SIZE_INVALID",
             ApiError::RequestTimeout => "TIMEOUT",
+            ApiError::TooManyRequests { .. } => "TOOMANYREQUESTS",
+            ApiError::Unavailable { .. } => "UNAVAILABLE",
             ApiError::Internal(_) => "UNKNOWN",
+        }
+    }
+
+    /// The one mapping of identity refusals to answers: a wrong credential
+    /// is a 401 carrying `challenge`, a limited caller a 429 and an
+    /// unavailable source a 503 (both with `Retry-After`), our own failure
+    /// a 500.
+    pub fn from_identity(error: IdentityError, challenge: String) -> ApiError {
+        match error {
+            IdentityError::WrongCredential { reason, .. } => ApiError::Unauthorized {
+                message: reason.to_owned(),
+                challenge,
+            },
+            IdentityError::Limited { retry_after } => ApiError::TooManyRequests {
+                message: error.to_string(),
+                retry_after,
+            },
+            IdentityError::Unavailable { retry_after, .. } => ApiError::Unavailable {
+                message: error.to_string(),
+                retry_after,
+            },
+            IdentityError::Internal(_) => ApiError::Internal(error.to_string()),
         }
     }
 
@@ -122,18 +169,38 @@ impl ApiError {
         let mut response = json_response(status, &body);
         let headers = response.headers_mut();
         match &self {
-            ApiError::Unauthorized { challenge, .. } => {
-                if let Ok(value) = HeaderValue::from_str(challenge) {
+            ApiError::Unauthorized { challenge, .. } => match HeaderValue::from_str(challenge) {
+                Ok(value) => {
                     headers.insert(WWW_AUTHENTICATE, value);
                 }
-            }
+                // Challenges are built from validated config values and
+                // scope text, so this is a bug; say so rather than answer
+                // a 401 that tells the client nothing without a trace.
+                Err(_) => tracing::error!(
+                    challenge = ?crate::scope::excerpt(challenge),
+                    "WWW-Authenticate challenge is not a valid header value; answered without it"
+                ),
+            },
             ApiError::MethodNotAllowed { allow } => {
                 headers.insert(ALLOW, HeaderValue::from_static(allow));
+            }
+            ApiError::TooManyRequests { retry_after, .. }
+            | ApiError::Unavailable { retry_after, .. } => {
+                headers.insert(RETRY_AFTER, retry_after_value(*retry_after));
             }
             _ => {}
         }
         response
     }
+}
+
+/// `Retry-After` in whole seconds, rounded up: retrying early only earns
+/// another refusal.
+fn retry_after_value(retry_after: Duration) -> HeaderValue {
+    let seconds = retry_after
+        .as_secs()
+        .saturating_add(u64::from(retry_after.subsec_nanos() > 0));
+    HeaderValue::from(seconds)
 }
 
 /// The challenge for Basic credentials, from the token endpoint and from

@@ -12,37 +12,18 @@ use serde_json::json;
 
 use super::basic::{presented, Presented};
 use super::params::Params;
-use super::{basic_challenge, json_response, unix_now, ApiError, Body, Connection};
+use super::{basic_challenge, client_address, json_response, unix_now, ApiError, Body, Connection};
 use crate::acl::Subject;
+use crate::identity::{self, Credentials, Identity, IdentityError};
 use crate::media_type::{self, FORM_MEDIA_TYPES};
 use crate::scope::ResourceScope;
 use crate::snapshot::Snapshot;
 use crate::state::State;
-use crate::token::{self, AccessClaims, AccessEntry, Expectations, RefreshClaims};
+use crate::token::{self, AccessClaims, AccessEntry, RefreshClaims};
 
 /// Largest POST form accepted; real forms are well under 1 KiB, but many
 /// scopes can add up.
 const MAX_FORM_BYTES: usize = 64 * 1024;
-
-/// Who the token is for, once authenticated.
-struct Identity {
-    /// `None` for anonymous.
-    account: Option<String>,
-    /// Groups, for the ACL.
-    groups: Vec<String>,
-    /// Fingerprint of the user's password hash, bound into refresh tokens.
-    credential: Option<String>,
-}
-
-impl Identity {
-    fn anonymous() -> Identity {
-        Identity {
-            account: None,
-            groups: Vec::new(),
-            credential: None,
-        }
-    }
-}
 
 /// Whether and how the answer carries a refresh token.
 enum Refresh {
@@ -76,11 +57,12 @@ pub async fn get(
     // `grant` names how the caller authenticated, for the log.
     let mut presented_refresh = None;
     let (identity, grant) = match presented(request.headers()) {
-        Presented::Nothing => (Identity::anonymous(), "anonymous"),
+        Presented::Nothing => (None, "anonymous"),
         // containerd's fallback after a refused POST: the refresh token as
         // the password of an empty user name.
         Presented::Basic { user, password } if user.is_empty() => {
             let identity = redeem_refresh_token(snapshot, &password, connection)?;
+            let identity = Some(identity);
             // Asked again for offline access, hand back the same token, as
             // the refresh grant does: a refresh token must never renew itself.
             presented_refresh = Some(password.to_string());
@@ -95,8 +77,9 @@ pub async fn get(
                     });
                 }
             }
-            let identity = check_password(state, snapshot, &user, &password, connection).await?;
-            (identity, "basic")
+            let identity =
+                check_password(state, snapshot, request, &user, &password, connection).await?;
+            (Some(identity), "basic")
         }
         Presented::Bearer(_) => {
             return Err(unauthorized(
@@ -118,7 +101,7 @@ pub async fn get(
     };
     let client = params.single("client_id")?.unwrap_or("");
     let request = Issue {
-        identity,
+        identity: identity.as_ref(),
         requested: scopes,
         refresh,
         oauth_form: false,
@@ -135,6 +118,7 @@ pub async fn post(
     connection: &Connection,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    let client = client_address(connection, request.headers());
     let is_form = request
         .headers()
         .get(CONTENT_TYPE)
@@ -180,12 +164,17 @@ pub async fn post(
         }
     };
     let scopes = params.scopes()?;
-    let client = params.single("client_id")?.unwrap_or("");
+    let client_id = params.single("client_id")?.unwrap_or("");
     let (identity, refresh) = match grant_type {
         "password" => {
             let user = params.required("username")?;
             let password = params.required("password")?;
-            let identity = check_password(state, snapshot, user, password, connection).await?;
+            let credentials = Credentials {
+                user,
+                password,
+                client,
+            };
+            let identity = authenticate(state, snapshot, &credentials, connection).await?;
             let refresh = if offline { Refresh::Issue } else { Refresh::No };
             (identity, refresh)
         }
@@ -202,11 +191,11 @@ pub async fn post(
         }
     };
     let request = Issue {
-        identity,
+        identity: Some(&identity),
         requested: scopes,
         refresh,
         oauth_form: true,
-        client,
+        client: client_id,
         grant: grant_type,
     };
     issue(snapshot, connection, request)
@@ -220,31 +209,45 @@ fn unauthorized(snapshot: &Snapshot, message: &str) -> ApiError {
     }
 }
 
+/// GET's Basic credentials through the identity seam.
 async fn check_password(
     state: &State,
     snapshot: &Snapshot,
+    request: &Request<Incoming>,
     user: &str,
     password: &str,
     connection: &Connection,
 ) -> Result<Identity, ApiError> {
-    match state
-        .credentials
-        .verify(&snapshot.users, user, password)
+    let credentials = Credentials {
+        user,
+        password,
+        client: client_address(connection, request.headers()),
+    };
+    authenticate(state, snapshot, &credentials, connection).await
+}
+
+async fn authenticate(
+    state: &State,
+    snapshot: &Snapshot,
+    credentials: &Credentials<'_>,
+    connection: &Connection,
+) -> Result<Identity, ApiError> {
+    identity::authenticate(state, snapshot, credentials)
         .await
-    {
-        Ok(record) => Ok(Identity {
-            account: Some(user.to_owned()),
-            credential: Some(record.credential_fingerprint()),
-            groups: record.groups,
-        }),
-        Err(crate::credentials::CredentialError::Invalid) => {
-            tracing::warn!(account = user, peer = %connection.peer, "token refused: invalid username or password");
-            metrics::counter!("regauth_token_requests_total", "outcome" => "bad_credentials")
-                .increment(1);
-            Err(unauthorized(snapshot, "invalid username or password"))
-        }
-        Err(other) => Err(ApiError::Internal(other.to_string())),
-    }
+        .map_err(|error| {
+            if !matches!(error, IdentityError::Internal(_)) {
+                tracing::warn!(
+                    account = credentials.user,
+                    peer = %connection.peer,
+                    client = %credentials.client,
+                    reason = %error.detail(),
+                    "token refused: {error}"
+                );
+                metrics::counter!("regauth_token_requests_total", "outcome" => error.outcome())
+                    .increment(1);
+            }
+            ApiError::from_identity(error, basic_challenge(&snapshot.config.service))
+        })
 }
 
 /// A refresh token is good while its user exists with the same password.
@@ -253,45 +256,19 @@ fn redeem_refresh_token(
     presented_token: &str,
     connection: &Connection,
 ) -> Result<Identity, ApiError> {
-    let config = &snapshot.config;
-    let expect = Expectations {
-        issuer: &config.issuer,
-        audience: &config.service,
-        leeway_secs: 0,
-        now: unix_now(),
-    };
-    let refuse = |reason: &str| {
-        tracing::warn!(peer = %connection.peer, reason, "refresh token refused");
+    identity::refresh::redeem(snapshot, presented_token, unix_now()).map_err(|error| {
+        tracing::warn!(peer = %connection.peer, reason = %error.detail(), "refresh token refused");
         metrics::counter!("regauth_token_requests_total", "outcome" => "bad_refresh_token")
             .increment(1);
-        unauthorized(snapshot, "invalid or revoked refresh token")
-    };
-    let claims: RefreshClaims =
-        token::verify_refresh(&snapshot.verifying_keys, presented_token, &expect)
-            .map_err(|error| refuse(&error.to_string()))?;
-    let user = snapshot
-        .users
-        .get(&claims.sub)
-        .ok_or_else(|| refuse("user no longer exists"))?;
-    let current = user.credential_fingerprint();
-    if !bool::from(subtle::ConstantTimeEq::ct_eq(
-        current.as_bytes(),
-        claims.credential.as_bytes(),
-    )) {
-        return Err(refuse("password changed since the token was issued"));
-    }
-    Ok(Identity {
-        account: Some(claims.sub),
-        groups: user.groups.clone(),
-        credential: Some(current),
+        ApiError::from_identity(error, basic_challenge(&snapshot.config.service))
     })
 }
 
 /// A token request, parsed and authenticated: what is left is to decide,
 /// sign and answer.
 struct Issue<'a> {
-    /// Who asks.
-    identity: Identity,
+    /// Who asks; `None` for anonymous.
+    identity: Option<&'a Identity>,
     /// What they ask for.
     requested: Vec<ResourceScope>,
     /// Whether a refresh token goes into the answer.
@@ -320,14 +297,13 @@ fn issue(
     } = request;
     let requested = requested.as_slice();
     let config = &snapshot.config;
-    let subject = Subject {
-        account: identity.account.as_deref(),
-        groups: &identity.groups,
-    };
+    let subject = identity.map_or(Subject::anonymous(), Identity::subject);
     let granted = snapshot.acl.grant(&subject, requested);
     let now = unix_now();
     let lifetime = i64::try_from(config.token.expiration_secs).unwrap_or(i64::MAX);
-    let account = identity.account.clone().unwrap_or_default();
+    let account = identity
+        .map(|identity| identity.account.clone())
+        .unwrap_or_default();
     let claims = AccessClaims {
         iss: config.issuer.clone(),
         sub: account.clone(),
@@ -340,16 +316,17 @@ fn issue(
     };
     let access_token = token::sign(&snapshot.signing_key, &claims)
         .map_err(|e| ApiError::Internal(format!("signing failed: {e}")))?;
-    let refresh_token = match (refresh, &identity.account, &identity.credential) {
-        (Refresh::Echo(presented_token), _, _) => Some(presented_token),
-        (Refresh::Issue, Some(account), Some(credential)) => {
+    let binding = identity.and_then(|identity| identity.refresh_binding.as_deref());
+    let refresh_token = match (refresh, binding) {
+        (Refresh::Echo(presented_token), _) => Some(presented_token),
+        (Refresh::Issue, Some(binding)) => {
             let refresh_lifetime =
                 i64::try_from(config.token.refresh_expiration_secs).unwrap_or(i64::MAX);
             let claims = RefreshClaims::new(
                 &config.issuer,
-                account,
+                &account,
                 &config.service,
-                credential,
+                binding,
                 now,
                 refresh_lifetime,
             );
@@ -358,7 +335,8 @@ fn issue(
                     .map_err(|e| ApiError::Internal(format!("signing failed: {e}")))?,
             )
         }
-        // Anonymous callers have nothing to refresh.
+        // Anonymous callers have nothing to refresh, and identities
+        // without a binding cannot have one.
         _ => None,
     };
 
