@@ -13,6 +13,7 @@
 #                     under the flood (default 10)
 #   LOGIN_LIMITS      JSON for regauth's "login_limits" section, e.g. '{"enabled": false}'
 #                     (leave unset for binaries that predate the section)
+#   NGINX_LIMIT_REQ=1 switch on the commented limit_req example of the shipped nginx files
 #   SPRAY=1           the flood guesses at a new account name each request
 #                     instead of always "alice"
 #
@@ -77,6 +78,13 @@ done
 mkdir -p "$dir/nginx"
 sed "s|unix:/run/regauth/regauth.sock|unix:$dir/regauth.sock|" nginx/regauth-upstream.conf \
     > "$dir/nginx/upstream.conf"
+cp nginx/regauth-token.conf "$dir/nginx/token.conf"
+if [[ ${NGINX_LIMIT_REQ:-0} == 1 ]]; then
+    # The shipped, commented first layer, switched on.
+    sed -i 's/^# limit_req_zone/limit_req_zone/' "$dir/nginx/upstream.conf"
+    sed -i 's/^    # limit_req/    limit_req/' "$dir/nginx/token.conf"
+    grep -q '^limit_req_zone' "$dir/nginx/upstream.conf" || { echo "no limit_req_zone example" >&2; exit 1; }
+fi
 cat > "$dir/nginx/nginx.conf" <<CONF
 $( [[ $EUID -eq 0 ]] && echo "user root root;" )
 worker_processes 2;
@@ -93,7 +101,7 @@ http {
     include $dir/nginx/upstream.conf;
     server {
         listen 127.0.0.1:$nginx_port;
-        include $PWD/nginx/regauth-token.conf;
+        include $dir/nginx/token.conf;
     }
 }
 CONF
