@@ -122,7 +122,7 @@ struct Rule {
     group: Option<String>,
     resource_type: String,
     name: NamePattern,
-    grant: RuleGrant,
+    actions: Actions,
 }
 
 #[derive(Debug, Clone)]
@@ -133,12 +133,64 @@ enum AccountMatch {
     Exactly(String),
 }
 
-#[derive(Debug, Clone)]
-enum RuleGrant {
-    /// The rule lists `*`.
-    Everything,
-    /// The listed actions; empty for an explicit deny.
-    Only(BTreeSet<&'static str>),
+/// What a grant allows on one resource: an ACL rule's `actions`, or the
+/// entries of a token's `access` claim for one resource. The one place that
+/// says what `*` means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actions {
+    /// `*` was listed: every action, including the `*` that only a grant of
+    /// everything covers (the registry's catalog needs it).
+    Every,
+    /// Exactly these actions; empty for an explicit deny.
+    Listed(BTreeSet<String>),
+}
+
+/// Nothing at all: what a subject no rule matches may do.
+static NOTHING: Actions = Actions::Listed(BTreeSet::new());
+
+impl Actions {
+    /// The grant a list of actions makes: [`Actions::Every`] if `*` is
+    /// among them, otherwise exactly the listed ones.
+    pub fn from_listed<'a>(actions: impl IntoIterator<Item = &'a str>) -> Actions {
+        let mut listed = BTreeSet::new();
+        for action in actions {
+            if action == "*" {
+                return Actions::Every;
+            }
+            listed.insert(action.to_owned());
+        }
+        Actions::Listed(listed)
+    }
+
+    /// Whether this grant allows every action of `needed`. A needed `*` is
+    /// covered only by a grant of everything.
+    pub fn covers(&self, needed: &BTreeSet<String>) -> bool {
+        match self {
+            Actions::Every => true,
+            Actions::Listed(allowed) => needed.is_subset(allowed),
+        }
+    }
+
+    /// What of `requested` this grant gives. A requested `*` stands for
+    /// everything the grant allows (`*` itself only from a grant of
+    /// everything); a grant of everything gives every requested action.
+    pub fn intersect(&self, requested: &BTreeSet<String>) -> BTreeSet<String> {
+        let wants_everything = requested.contains("*");
+        match self {
+            Actions::Every if wants_everything => BTreeSet::from(["*".to_owned()]),
+            Actions::Every => requested.clone(),
+            Actions::Listed(allowed) if wants_everything => allowed.clone(),
+            Actions::Listed(allowed) => requested.intersection(allowed).cloned().collect(),
+        }
+    }
+
+    /// The grant as a set of action names: `{"*"}` for everything.
+    pub fn to_set(&self) -> BTreeSet<String> {
+        match self {
+            Actions::Every => BTreeSet::from(["*".to_owned()]),
+            Actions::Listed(allowed) => allowed.clone(),
+        }
+    }
 }
 
 impl Acl {
@@ -156,11 +208,13 @@ impl Acl {
     /// `*`, its listed actions otherwise, and the empty set if no rule matches or the first
     /// match is an explicit deny.
     pub fn allowed(&self, subject: &Subject, resource_type: &str, name: &str) -> BTreeSet<String> {
-        match self.decide(subject, resource_type, name) {
-            Some(RuleGrant::Everything) => BTreeSet::from(["*".to_owned()]),
-            Some(RuleGrant::Only(actions)) => owned(actions),
-            None => BTreeSet::new(),
-        }
+        self.actions(subject, resource_type, name).to_set()
+    }
+
+    /// Whether the subject may do everything `needed` asks on its resource.
+    pub fn permits(&self, subject: &Subject, needed: &ResourceScope) -> bool {
+        self.actions(subject, &needed.resource_type, &needed.name)
+            .covers(&needed.actions)
     }
 
     /// Intersects each requested scope with what the subject may do on it.
@@ -172,21 +226,9 @@ impl Acl {
         requested
             .iter()
             .filter_map(|scope| {
-                let wants_everything = scope.actions.contains("*");
-                let granted: BTreeSet<String> =
-                    match self.decide(subject, &scope.resource_type, &scope.name)? {
-                        RuleGrant::Everything if wants_everything => {
-                            BTreeSet::from(["*".to_owned()])
-                        }
-                        RuleGrant::Everything => scope.actions.clone(),
-                        RuleGrant::Only(allowed) if wants_everything => owned(allowed),
-                        RuleGrant::Only(allowed) => scope
-                            .actions
-                            .iter()
-                            .filter(|action| allowed.contains(action.as_str()))
-                            .cloned()
-                            .collect(),
-                    };
+                let granted = self
+                    .actions(subject, &scope.resource_type, &scope.name)
+                    .intersect(&scope.actions);
                 (!granted.is_empty()).then(|| ResourceScope {
                     actions: granted,
                     ..scope.clone()
@@ -205,7 +247,9 @@ impl Acl {
         self.rules.is_empty()
     }
 
-    fn decide(&self, subject: &Subject, resource_type: &str, name: &str) -> Option<&RuleGrant> {
+    /// What the first rule matching the subject and resource allows;
+    /// nothing if none matches.
+    fn actions(&self, subject: &Subject, resource_type: &str, name: &str) -> &Actions {
         // An empty account name is treated as anonymous: it is the least privileged reading,
         // and it keeps `${account}/**` from turning into `/**`.
         let account = subject.account.filter(|account| !account.is_empty());
@@ -217,12 +261,8 @@ impl Acl {
         self.rules
             .iter()
             .find(|rule| rule.matches(account, groups, resource_type, name))
-            .map(|rule| &rule.grant)
+            .map_or(&NOTHING, |rule| &rule.actions)
     }
-}
-
-fn owned(actions: &BTreeSet<&'static str>) -> BTreeSet<String> {
-    actions.iter().map(|action| (*action).to_owned()).collect()
 }
 
 impl Rule {
@@ -276,26 +316,24 @@ fn compile_rule(rule: usize, spec: &RuleSpec) -> Result<Rule, AclError> {
         return Err(AclError::PlaceholderForAnonymous { rule });
     }
 
-    let mut listed = BTreeSet::new();
-    for action in spec.actions.iter().filter(|action| *action != "*") {
-        let known = KNOWN_ACTIONS.iter().find(|known| **known == action);
-        listed.insert(*known.ok_or_else(|| AclError::UnknownAction {
+    if let Some(unknown) = spec
+        .actions
+        .iter()
+        .find(|action| *action != "*" && !KNOWN_ACTIONS.contains(&action.as_str()))
+    {
+        return Err(AclError::UnknownAction {
             rule,
-            action: action.clone(),
-        })?);
+            action: unknown.clone(),
+        });
     }
-    let grant = if spec.actions.iter().any(|action| action == "*") {
-        RuleGrant::Everything
-    } else {
-        RuleGrant::Only(listed)
-    };
+    let actions = Actions::from_listed(spec.actions.iter().map(String::as_str));
 
     Ok(Rule {
         account,
         group: spec.group.clone(),
         resource_type: spec.resource_type.clone(),
         name,
-        grant,
+        actions,
     })
 }
 
@@ -718,5 +756,60 @@ mod tests {
             message.contains("ACL rule 1") && message.contains("'['"),
             "{message}"
         );
+    }
+
+    fn set(actions: &[&str]) -> BTreeSet<String> {
+        actions.iter().map(|a| a.to_string()).collect()
+    }
+
+    #[test]
+    fn star_means_everything_once_for_rules_and_tokens() {
+        let every = Actions::from_listed(["pull", "*"]);
+        assert_eq!(every, Actions::Every);
+        assert!(every.covers(&set(&["*"])));
+        assert!(every.covers(&set(&["pull", "delete"])));
+        assert_eq!(every.intersect(&set(&["push"])), set(&["push"]));
+        assert_eq!(every.intersect(&set(&["*", "pull"])), set(&["*"]));
+
+        let listed = Actions::from_listed(["pull", "push"]);
+        assert!(listed.covers(&set(&["pull", "push"])));
+        assert!(!listed.covers(&set(&["pull", "delete"])));
+        assert!(
+            !listed.covers(&set(&["*"])),
+            "a needed * is covered only by *"
+        );
+        assert_eq!(listed.intersect(&set(&["*"])), set(&["pull", "push"]));
+        assert_eq!(listed.intersect(&set(&["push", "delete"])), set(&["push"]));
+        assert_eq!(listed.to_set(), set(&["pull", "push"]));
+        assert_eq!(every.to_set(), set(&["*"]));
+    }
+
+    #[test]
+    fn permits_agrees_with_grant() {
+        let acl = acl(r#"[
+            { "account": "alice", "type": "registry", "name": "catalog", "actions": ["*"] },
+            { "account": "*", "name": "${account}/**", "actions": ["pull", "push"] },
+            { "name": "public/**", "actions": ["pull"] },
+            { "name": "closed/**", "actions": [] }
+        ]"#);
+        let alice = user("alice", NONE);
+        let anonymous = Subject::anonymous();
+        for subject in [&alice, &anonymous] {
+            for text in [
+                "registry:catalog:*",
+                "repository:alice/app:pull,push",
+                "repository:alice/app:delete",
+                "repository:alice/app:*",
+                "repository:public/x:pull",
+                "repository:public/x:pull,push",
+                "repository:closed/x:pull",
+                "repository:elsewhere:pull",
+            ] {
+                let needed = parse_scopes([text]).unwrap().remove(0);
+                let granted = acl.grant(subject, std::slice::from_ref(&needed));
+                let whole = granted.first().is_some_and(|g| g.actions == needed.actions);
+                assert_eq!(acl.permits(subject, &needed), whole, "{subject:?} {text}");
+            }
+        }
     }
 }

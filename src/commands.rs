@@ -1,4 +1,4 @@
-//! The small CLI commands: `hash-password`, `keygen`, `check-config`.
+//! The small CLI commands: `hash-password`, `keygen`, `check-config`, `jwks`.
 
 use std::io::{BufRead, IsTerminal};
 use std::path::Path;
@@ -6,8 +6,8 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use zeroize::Zeroizing;
 
-use crate::keys::{self, Algorithm};
-use crate::snapshot::{write_new_file, MissingKeys, Snapshot};
+use crate::keys::{self, Algorithm, Jwks, SigningKey, VerifyingKey};
+use crate::snapshot::{read_config, write_new_file, MissingKeys, Snapshot};
 
 /// Reads a password (no-echo prompt on a terminal, else one line of
 /// stdin) and prints its bcrypt hash. Never takes the password on argv,
@@ -77,5 +77,39 @@ pub fn check_config(path: &Path) -> anyhow::Result<()> {
         );
     }
     println!("configuration OK");
+    Ok(())
+}
+
+/// Prints the JWK Set of the signing key and of `token.trusted_certificates` (public
+/// parts only) for registry 3's `auth.token.jwks`. `private_key` replaces
+/// `token.private_key`, for configs that name systemd's credential copy of the key,
+/// which exists only inside the service.
+pub fn jwks(config_path: &Path, private_key: Option<&Path>) -> anyhow::Result<()> {
+    let config_path = std::path::absolute(config_path)?;
+    let config = read_config(&config_path)?;
+    let token = &config.token;
+    let key_path = private_key.unwrap_or(&token.private_key);
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    // The certificate only decides x5c, which a JWKS does not carry: not read.
+    let signing = SigningKey::from_pem(&read(key_path)?, None, token.algorithm, token.kid)
+        .with_context(|| key_path.display().to_string())?;
+    let mut trusted = Vec::new();
+    for path in &token.trusted_certificates {
+        let keys =
+            VerifyingKey::from_pem(&read(path)?).with_context(|| path.display().to_string())?;
+        trusted.extend(keys);
+    }
+    let jwks = Jwks::new(&signing, &trusted, token.kid);
+    println!("{}", serde_json::to_string_pretty(&jwks)?);
+    if let Some(certificate) = &token.certificate {
+        eprintln!(
+            "regauth: warning: token.certificate ({}) is set, so tokens carry x5c, which \
+             registry 3 checks against auth.token.rootcertbundle without ever looking at \
+             this JWKS; remove token.certificate to use it",
+            certificate.display()
+        );
+    }
     Ok(())
 }

@@ -7,12 +7,14 @@
 //! A request walks one way through the house: parse → decide → answer.
 //!
 //! - Pure decision code, no I/O and no clock (the clock is passed in):
-//!   [`scope`] (the scope grammar), [`acl`] (ordered rules, first match),
+//!   [`decide`] (every allow/deny of `/auth` and of the token endpoint),
+//!   [`scope`] (the scope grammar), [`acl`] (ordered rules, first match,
+//!   and [`acl::Actions`], the one meaning of `*`),
 //!   [`pattern`] (ACL name globs and their linear-time matcher),
 //!   [`route`] (original method + URI → the access it needs),
 //!   [`media_type`] (a `Content-Type` read the way Go reads it),
 //!   [`token`] (JWT claims, signing and verification), [`keys`] (PEM keys,
-//!   key IDs, certificates).
+//!   key IDs, certificates, the JWKS for registry 3).
 //! - Configuration: [`config`] (the JSON document), [`users`] (inline users
 //!   and htpasswd), [`snapshot`] (everything derived from one config
 //!   version), [`state`] (the swappable snapshot plus caches),
@@ -25,17 +27,18 @@
 //!   (bounded, per-address fair queue for bcrypt), both counting against
 //!   the [`client_address`].
 //! - Checks with state: [`token_cache`] (verified tokens for `/auth`).
-//! - Edges: [`http`] (router, endpoints, and the one mapping from errors to
-//!   responses), [`listeners`] (TCP, unix and systemd sockets), [`server`]
-//!   (accept loop, graceful drain),
-//!   [`metrics`] (Prometheus), [`app`] (wires `serve`), [`commands`] (the
-//!   other CLI commands).
+//! - Edges: [`http`] (router; endpoints that parse, ask [`identity`], call
+//!   [`decide`] and answer; the one mapping from errors to responses),
+//!   [`listeners`] (TCP, unix and systemd sockets), [`server`] (accept
+//!   loop, graceful drain), [`metrics`] (Prometheus), [`app`] (wires
+//!   `serve`), [`commands`] (the other CLI commands).
 
 pub mod acl;
 pub mod app;
 pub mod client_address;
 pub mod commands;
 pub mod config;
+pub mod decide;
 pub mod http;
 pub mod identity;
 pub mod keys;
@@ -52,5 +55,6 @@ pub mod snapshot;
 pub mod state;
 pub mod token;
 pub mod token_cache;
+pub mod token_commands;
 pub mod users;
 pub mod work_queue;

@@ -54,6 +54,27 @@ enum Command {
         /// The JSON configuration file.
         config: PathBuf,
     },
+    /// Create, list and revoke scoped API tokens.
+    Token {
+        #[command(subcommand)]
+        command: regauth::token_commands::TokenCommand,
+    },
+    /// Print the JWK Set of every key whose tokens regauth accepts (registry 3's
+    /// auth.token.jwks).
+    Jwks {
+        /// The JSON configuration file.
+        #[arg(
+            long,
+            short,
+            default_value = "config/regauth.json",
+            env = "REGAUTH_CONFIG"
+        )]
+        config: PathBuf,
+        /// Read the signing key here instead of at token.private_key (e.g.
+        /// /etc/regauth/keys/token.key when the config names systemd's credential copy).
+        #[arg(long)]
+        private_key: Option<PathBuf>,
+    },
 }
 
 fn parse_algorithm(text: &str) -> Result<Algorithm, String> {
@@ -73,6 +94,11 @@ fn main() -> ExitCode {
             cn,
         } => regauth::commands::keygen(algorithm, &key, &cert, &cn),
         Command::CheckConfig { config } => regauth::commands::check_config(&config),
+        Command::Token { command } => regauth::token_commands::run(command),
+        Command::Jwks {
+            config,
+            private_key,
+        } => regauth::commands::jwks(&config, private_key.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

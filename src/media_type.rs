@@ -26,7 +26,7 @@ pub fn media_type(value: &[u8]) -> Option<String> {
 
 /// Whether a `Content-Type` value is exactly the media type `wanted`
 /// (parameters such as `; charset=utf-8` ignored).
-pub fn is(value: &[u8], wanted: &str) -> bool {
+pub fn matches(value: &[u8], wanted: &str) -> bool {
     media_type(value).is_some_and(|found| found == wanted)
 }
 
@@ -43,10 +43,10 @@ mod tests {
         assert_eq!(media_type(b"").as_deref(), Some(""));
         assert_eq!(media_type(b"application/json; charset=\xe9"), None);
         assert_eq!(media_type(b"text/plain\x00"), None);
-        assert!(is(
+        assert!(matches(
             b"application/x-www-form-urlencoded; charset=utf-8",
             FORM_MEDIA_TYPES[0]
         ));
-        assert!(!is(b"application/json", FORM_MEDIA_TYPES[0]));
+        assert!(!matches(b"application/json", FORM_MEDIA_TYPES[0]));
     }
 }

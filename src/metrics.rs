@@ -4,8 +4,10 @@
 //!
 //! Series:
 //! - `regauth_http_requests_total{endpoint,status}`, `regauth_http_request_seconds{endpoint}`
-//! - `regauth_token_requests_total{outcome}`: issued, bad_credentials, bad_refresh_token
-//! - `regauth_auth_decisions_total{outcome}`: allow, challenge, deny
+//! - `regauth_token_requests_total{outcome}`: issued, bad_credentials,
+//!   bad_refresh_token; limited, unavailable, error (identity seam refusals)
+//! - `regauth_auth_decisions_total{outcome}`: allow, challenge, deny;
+//!   limited, unavailable, error (identity seam refusals)
 //! - `regauth_token_cache_total{result}`, `regauth_credential_cache_total{result}`: hit, miss
 //! - `regauth_bcrypt_seconds`
 //! - `regauth_login_refused_total{reason}`: logins refused before any secret

@@ -10,8 +10,11 @@ use std::path::{Path, PathBuf};
 
 use crate::acl::{Acl, AclError};
 use crate::config::{
-    parse_listen_address, AuthMode, Config, ConfigError, ListenAddress, ListenSpec,
+    parse_listen_address, registry_warnings, AuthMode, Config, ConfigError, ListenAddress,
+    ListenSpec, Signing,
 };
+use crate::identity::api_tokens::{ApiTokens, TokenFileError};
+use crate::identity::federation::{Federation, FederationLoadError};
 use crate::keys::{self, KeyError, SigningKey, VerifyingKey};
 use crate::users::{parse_htpasswd, UserError, Users};
 
@@ -60,6 +63,17 @@ pub enum LoadError {
         /// What is wrong.
         cause: KeyError,
     },
+    /// The API token file is unusable.
+    #[error(transparent)]
+    ApiTokens(#[from] TokenFileError),
+    /// The `federation` section or a `ca_file` it names is unusable.
+    #[error("{}: {cause}", path.display())]
+    Federation {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong.
+        cause: FederationLoadError,
+    },
     /// The private key is readable by other users.
     #[error(
         "{}: private key is accessible by group or others (mode {mode:04o}); run `chmod 600 {}`",
@@ -87,6 +101,10 @@ pub struct Snapshot {
     /// Keys whose tokens are accepted: the signing key first, then the
     /// rotation set.
     pub verifying_keys: Vec<VerifyingKey>,
+    /// Scoped API tokens from the `api_tokens` file (empty without one).
+    pub api_tokens: ApiTokens,
+    /// Trusted OIDC issuers (keyless CI).
+    pub federation: Federation,
     /// Files this snapshot was built from; the reloader watches them.
     pub source_files: Vec<PathBuf>,
     /// Which config this is: 1 for the one loaded at start, then one more
@@ -157,6 +175,16 @@ impl Snapshot {
             cause: source,
         })?;
 
+        let api_tokens = match &config.api_tokens {
+            Some(path) => ApiTokens::load(path)?,
+            None => ApiTokens::default(),
+        };
+        let federation =
+            Federation::load(&config.federation).map_err(|cause| LoadError::Federation {
+                path: config_path.to_owned(),
+                cause,
+            })?;
+
         let signing_key = load_signing_key(&config, missing_keys)?;
         let mut verifying_keys = vec![signing_key.verifying.clone()];
         for path in &config.token.trusted_certificates {
@@ -173,6 +201,8 @@ impl Snapshot {
             acl,
             signing_key,
             verifying_keys,
+            api_tokens,
+            federation,
             source_files,
             generation: 0,
         })
@@ -211,11 +241,13 @@ impl Snapshot {
             config.token.expiration_secs,
             config.token_path
         );
-        if self.signing_key.algorithm == keys::Algorithm::Ps256 {
-            let _ = writeln!(
-                out,
-                "warning:   PS256 tokens are refused by Distribution registry 2.x; use ES256 or RS256 there"
-            );
+        let signing = Signing {
+            sends_x5c: self.signing_key.x5c.is_some(),
+            kid: config.token.kid,
+            algorithm: self.signing_key.algorithm,
+        };
+        for warning in registry_warnings(config.registry.as_ref(), signing) {
+            let _ = writeln!(out, "warning:   {warning}");
         }
         let _ = writeln!(
             out,
@@ -240,6 +272,17 @@ impl Snapshot {
             );
         }
         let _ = writeln!(out, "acl:       {} rule(s)", self.acl.len());
+        if let Some(path) = &config.api_tokens {
+            let _ = writeln!(
+                out,
+                "tokens:    {} API token(s) in {}",
+                self.api_tokens.len(),
+                path.display()
+            );
+        }
+        for issuer in self.federation.issuers() {
+            let _ = writeln!(out, "federated: {issuer}");
+        }
         out
     }
 }

@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::identity::files::CredentialChecker;
+use crate::identity::jwks::KeyCache;
 use crate::identity::login_limits::limiter_for;
 use crate::limiter::LoginLimiter;
 use crate::snapshot::Snapshot;
@@ -25,6 +26,8 @@ pub struct State {
     pub login_limiter: LoginLimiter,
     /// Verified access tokens for `/auth`.
     pub tokens: TokenCache,
+    /// Federated issuers' signing keys; kept across reloads.
+    pub federation_keys: Arc<KeyCache>,
     /// The config file reloads read.
     pub config_path: PathBuf,
     /// When the process started, for `/healthz`.
@@ -51,6 +54,7 @@ impl State {
             snapshot: ArcSwap::from_pointee(snapshot),
             credentials,
             login_limiter,
+            federation_keys: KeyCache::https(),
             tokens,
             config_path,
             started: Instant::now(),
@@ -73,6 +77,8 @@ impl State {
         self.snapshot.store(Arc::new(snapshot));
         self.credentials.clear();
         self.tokens.clear();
+        self.federation_keys
+            .retain(&self.snapshot.load().federation.issuers());
         generation
     }
 }

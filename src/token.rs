@@ -16,7 +16,9 @@ use base64::Engine as _;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::acl::Actions;
 use crate::keys::{self, Algorithm, SigningKey, VerifyingKey};
+use crate::scope::ResourceScope;
 
 /// Longest token we look at. Ours are a few KiB at most (one `x5c`
 /// certificate plus merged access entries); anything bigger is not ours and
@@ -62,6 +64,34 @@ pub struct AccessClaims {
     /// Granted access; may be empty (login needs only a valid token).
     #[serde(default)]
     pub access: Vec<AccessEntry>,
+}
+
+impl AccessClaims {
+    /// Whether the token grants every action `needed` asks for, by the
+    /// registry's rule: entries are matched on (type, name) with the class
+    /// ignored, and several entries for one resource add up.
+    pub fn covers(&self, needed: &ResourceScope) -> bool {
+        let listed = self
+            .access
+            .iter()
+            .filter(|entry| {
+                entry.resource_type == needed.resource_type && entry.name == needed.name
+            })
+            .flat_map(|entry| entry.actions.iter().map(String::as_str));
+        Actions::from_listed(listed).covers(&needed.actions)
+    }
+}
+
+impl From<&ResourceScope> for AccessEntry {
+    /// The `access` entry granting a scope, class and all.
+    fn from(scope: &ResourceScope) -> AccessEntry {
+        AccessEntry {
+            resource_type: scope.resource_type.clone(),
+            class: scope.class.clone(),
+            name: scope.name.clone(),
+            actions: scope.actions.iter().cloned().collect(),
+        }
+    }
 }
 
 /// Claims of a refresh token: bound to subject and service, and to a

@@ -30,6 +30,8 @@ pub struct User {
     pub password_hash: String,
     /// Groups the ACL can match on.
     pub groups: Vec<String>,
+    /// Whether only API tokens log in as this user (its password is refused).
+    pub tokens_only: bool,
 }
 
 impl User {
@@ -63,6 +65,7 @@ impl Users {
             let user = User {
                 password_hash: spec.password.clone(),
                 groups: spec.groups.clone(),
+                tokens_only: spec.tokens_only,
             };
             by_name.insert(name.clone(), user);
         }
@@ -73,6 +76,7 @@ impl Users {
             let user = User {
                 password_hash,
                 groups: Vec::new(),
+                tokens_only: false,
             };
             by_name.insert(name, user);
         }
@@ -192,6 +196,7 @@ mod tests {
         let spec = UserSpec {
             password: HASH.into(),
             groups: vec!["staff".into()],
+            tokens_only: false,
         };
         let name = "alice".to_owned();
         let error = Users::build([(&name, &spec)], vec![("alice".into(), HASH.into())]);
@@ -207,6 +212,7 @@ mod tests {
         let spec = |password: &str| UserSpec {
             password: password.to_owned(),
             groups: vec![],
+            tokens_only: false,
         };
         let (a, b) = ("a".to_owned(), "b".to_owned());
         let (sa, sb) = (spec(&cheap), spec(&cheap));
@@ -227,10 +233,12 @@ mod tests {
         let a = User {
             password_hash: HASH.into(),
             groups: vec![],
+            tokens_only: false,
         };
         let b = User {
             password_hash: HASH.replace("gFq", "gFr"),
             groups: vec![],
+            tokens_only: false,
         };
         assert_ne!(a.credential_fingerprint(), b.credential_fingerprint());
         assert_eq!(a.credential_fingerprint().len(), 22);

@@ -103,7 +103,7 @@ fn forty_guesses_run_ten_bcrypts_and_the_user_still_logs_in_from_elsewhere() {
     assert!(metric(&s.direct, counters) >= 1.0);
     let log = s.h.log("regauth");
     assert!(
-        log.contains("client=192.0.2.66") && !log.contains("client=10.0.0."),
+        log.contains("address=192.0.2.66") && !log.contains("address=10.0.0."),
         "the log names the address nginx appended:\n{log}"
     );
 }
@@ -237,6 +237,6 @@ fn through_nginx_the_client_is_the_address_nginx_appended() {
     let r = s.request("GET", "/v2/alice/app/manifests/latest", &headers);
     assert_eq!(r.status, 401);
     let line = s.h.wait_for_log_line("regauth", "auth decision");
-    assert!(line.contains("client=127.0.0.1"), "{line}");
+    assert!(line.contains("address=127.0.0.1"), "{line}");
     assert!(!line.contains("203.0.113.50"), "{line}");
 }

@@ -10,8 +10,10 @@
 //! [`listen`] (listener addresses) and [`sections`] (`token`, `users`,
 //! `auth`, `log`, `limits`), and [`validate`] checks every value.
 
+mod federation;
 mod listen;
 mod login_limits;
+mod registry;
 mod sections;
 mod validate;
 
@@ -22,10 +24,12 @@ use serde::Deserialize;
 
 use crate::acl::RuleSpec;
 
+pub use federation::FederationSpec;
 pub use listen::{
     parse_listen_address, parse_socket_mode, ListenAddress, ListenOptions, ListenSpec,
 };
 pub use login_limits::{LoginLimits, QueueLimits};
+pub use registry::{registry_warnings, RegistryKeys, RegistrySettings, RegistryVersion, Signing};
 pub use sections::{
     AuthMode, AuthSettings, Limits, LogFormat, LogSettings, TokenSettings, UserSpec,
 };
@@ -87,6 +91,13 @@ pub struct Config {
     /// Ordered access rules; the first match decides.
     #[serde(default)]
     pub acl: Vec<RuleSpec>,
+    /// The API token file (`regauth token create|list|revoke` edit it);
+    /// none: API tokens are off.
+    #[serde(default)]
+    pub api_tokens: Option<PathBuf>,
+    /// OIDC issuers whose ID tokens log in (keyless CI).
+    #[serde(default)]
+    pub federation: Vec<FederationSpec>,
     /// The nginx `auth_request` endpoint.
     #[serde(default)]
     pub auth: AuthSettings,
@@ -102,6 +113,9 @@ pub struct Config {
     /// Failed-login limiter and password-check queue.
     #[serde(default)]
     pub login_limits: LoginLimits,
+    /// The registry that verifies tokens, if known: only for `check-config`'s warnings.
+    #[serde(default)]
+    pub registry: Option<RegistrySettings>,
 }
 
 fn default_listen() -> Vec<ListenSpec> {
@@ -138,6 +152,14 @@ impl Config {
         if let Some(path) = self.htpasswd.as_mut() {
             resolve(path);
         }
+        if let Some(path) = self.api_tokens.as_mut() {
+            resolve(path);
+        }
+        for entry in &mut self.federation {
+            if let Some(path) = entry.ca_file.as_mut() {
+                resolve(path);
+            }
+        }
         for spec in &mut self.listen {
             let address = match spec {
                 ListenSpec::Address(address) => address,
@@ -160,6 +182,12 @@ impl Config {
         files.push(self.token.private_key.clone());
         files.extend(self.token.certificate.clone());
         files.extend(self.token.trusted_certificates.iter().cloned());
+        files.extend(self.api_tokens.clone());
+        files.extend(
+            self.federation
+                .iter()
+                .filter_map(|entry| entry.ca_file.clone()),
+        );
         files
     }
 

@@ -48,6 +48,10 @@ pub struct UserSpec {
     /// Groups the ACL can match on.
     #[serde(default)]
     pub groups: Vec<String>,
+    /// Only API tokens log in as this user; the password is refused (so a
+    /// CI system never holds a human's password).
+    #[serde(default)]
+    pub tokens_only: bool,
 }
 
 /// How `/auth` decides.

@@ -1,10 +1,13 @@
-//! `GET /auth`: nginx's `auth_request` subrequest. Find the access the
-//! original request needs, find who asks (bearer token, Basic credentials,
-//! or a trusted front proxy's user header), decide, and answer the way the
-//! registry itself would, so every client's retry logic works.
+//! `GET /auth`: nginx's `auth_request` subrequest. Parse the original
+//! request into the access it needs, find who asks (bearer token, Basic
+//! credentials through the identity seam, or a trusted front proxy's user
+//! header), let [`decide::auth`] decide, and answer the way the registry
+//! itself would, so every client's retry logic works.
 //!
 //! nginx turns any status other than 2xx, 401 and 403 into a 500 for the
-//! client, so this endpoint answers only 200, 401 and 403.
+//! client, so every decision is a 200, 401 or 403; only an identity seam
+//! that cannot answer (a limited caller, a source down, our own failure)
+//! gets the edge's 429, 503 or 500.
 
 use std::sync::Arc;
 
@@ -14,54 +17,16 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
-use super::basic::{presented, Presented};
+use super::authorization::{self, Authorization};
 use super::{basic_challenge, client_address, unix_now, ApiError, Body, Connection};
-use crate::acl::Subject;
 use crate::config::{AuthMode, AuthSettings};
-use crate::identity::{self, Credentials, Identity, IdentityError};
+use crate::decide::auth::{decide, Caller, Decision, Unproven};
+use crate::identity::{self, Credentials};
 use crate::scope::ResourceScope;
 use crate::snapshot::Snapshot;
 use crate::state::State;
-use crate::token::{self, AccessClaims, AccessEntry, Expectations};
+use crate::token::{self, AccessClaims, Expectations};
 use crate::token_cache::TokenCache;
-
-/// What `/auth` decided.
-enum Decision {
-    /// Let the request through as this user (`None`: anonymous).
-    Allow { user: Option<String> },
-    /// 401: a (better) credential may help. `error` is the Bearer
-    /// challenge's `error` parameter.
-    Challenge {
-        error: Option<&'static str>,
-        reason: String,
-        /// Who asked, when known (for the audit log).
-        account: Option<String>,
-    },
-    /// 403: no credential can help.
-    Deny {
-        reason: String,
-        /// Who asked, when known (for the audit log).
-        account: Option<String>,
-    },
-    /// The identity seam could not say who asks (limited, a source down,
-    /// our own failure); answered as the edge maps it.
-    Unidentified {
-        error: IdentityError,
-        /// Who asked (for the audit log).
-        account: Option<String>,
-    },
-}
-
-impl Decision {
-    fn outcome(&self) -> &'static str {
-        match self {
-            Decision::Allow { .. } => "allow",
-            Decision::Challenge { .. } => "challenge",
-            Decision::Deny { .. } => "deny",
-            Decision::Unidentified { error, .. } => error.outcome(),
-        }
-    }
-}
 
 /// Answers one subrequest.
 pub async fn handle(
@@ -70,68 +35,49 @@ pub async fn handle(
     connection: &Connection,
     request: &Request<Incoming>,
 ) -> Response<Body> {
+    let now = unix_now();
     let original = original_request(request.headers(), &snapshot.config.auth);
     let (method, path) = match &original {
         Ok((method, uri)) => (*method, uri.split('?').next().unwrap_or(uri)),
         Err(_) => ("", ""),
     };
-
-    let mut needed = Vec::new();
-    let decision = match original {
-        Ok((method, uri)) => {
-            let content_types: Vec<&[u8]> = request
-                .headers()
-                .get_all(CONTENT_TYPE)
-                .iter()
-                .map(|value| value.as_bytes())
-                .collect();
-            match crate::route::refuse_form_body(method, &content_types)
-                .and_then(|()| crate::route::required_access(method, uri))
-            {
-                Ok(access) => {
-                    needed = access;
-                    decide(state, snapshot, connection, request, &needed).await
+    let needed = original.and_then(|(method, uri)| required_access(request.headers(), method, uri));
+    // The API token or issuer that vouched, for the audit line.
+    let mut credential = String::new();
+    let decision = match &needed {
+        Ok(needed) => {
+            let caller = identify(state, snapshot, connection, request, now).await;
+            if let Caller::Identified(identity) = &caller {
+                if let Some(detail) = identity.source.detail() {
+                    credential = format!("{} {detail}", identity.source.label());
                 }
-                Err(error) => Decision::Deny {
-                    reason: error.to_string(),
-                    account: None,
-                },
             }
+            decide(caller, needed, &snapshot.acl)
         }
-        Err(reason) => Decision::Deny {
-            reason,
-            account: None,
-        },
+        Err(reason) => Decision::unroutable(reason.clone()),
     };
 
     let needed_text = needed
+        .as_deref()
+        .unwrap_or_default()
         .iter()
         .map(ResourceScope::challenge_string)
         .collect::<Vec<_>>()
         .join(" ");
-    let (account, reason) = match &decision {
-        Decision::Allow { user } => (user.as_deref().unwrap_or(""), String::new()),
-        Decision::Challenge {
-            reason, account, ..
-        }
-        | Decision::Deny { reason, account } => (account.as_deref().unwrap_or(""), reason.clone()),
-        Decision::Unidentified { error, account } => {
-            (account.as_deref().unwrap_or(""), error.detail())
-        }
-    };
     // Behind nginx the peer is the proxy; the client is the address nginx
     // appended to X-Forwarded-For, believed on trusted listeners only.
     let client = client_address(connection, request.headers());
     tracing::info!(
         target: "regauth::audit",
-        account,
+        account = decision.account(),
         peer = %connection.peer,
-        client = %client,
+        address = %client,
         method,
         path,
         needed = %needed_text,
         outcome = decision.outcome(),
-        reason = reason.as_str(),
+        reason = decision.reason().as_str(),
+        credential,
         "auth decision"
     );
     metrics::counter!("regauth_auth_decisions_total", "outcome" => decision.outcome()).increment(1);
@@ -159,13 +105,31 @@ fn original_request<'h>(
     Ok((read(&settings.method_header)?, read(&settings.uri_header)?))
 }
 
-async fn decide(
+/// The access the original request needs, or why it gets none.
+fn required_access(
+    headers: &HeaderMap,
+    method: &str,
+    uri: &str,
+) -> Result<Vec<ResourceScope>, String> {
+    let content_types: Vec<&[u8]> = headers
+        .get_all(CONTENT_TYPE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    crate::route::refuse_form_body(method, &content_types)
+        .and_then(|()| crate::route::required_access(method, uri))
+        .map_err(|error| error.to_string())
+}
+
+/// Who asks: a trusted front proxy's user, or what the `Authorization`
+/// header proves in this mode.
+async fn identify(
     state: &State,
     snapshot: &Snapshot,
     connection: &Connection,
     request: &Request<Incoming>,
-    needed: &[ResourceScope],
-) -> Decision {
+    now: i64,
+) -> Caller {
     let settings = &snapshot.config.auth;
     if let Some(header) = &settings.trusted_user_header {
         let proxy_user = request
@@ -175,8 +139,7 @@ async fn decide(
             .filter(|value| !value.is_empty());
         match proxy_user {
             Some(user) if connection.trusted => {
-                let identity = identity::trusted_proxy(snapshot, user);
-                return decide_by_acl(snapshot, Some(&identity), needed);
+                return Caller::Identified(identity::trusted_proxy(snapshot, user));
             }
             // Debug only: any client of an untrusted listener could
             // otherwise fill the log with this line.
@@ -188,120 +151,43 @@ async fn decide(
             None => {}
         }
     }
-    match (settings.mode, presented(request.headers())) {
-        (AuthMode::Token, Presented::Bearer(token)) => {
-            decide_by_token(state, snapshot, &token, needed).await
+    match (settings.mode, authorization::parse(request.headers())) {
+        (AuthMode::Token, Authorization::Bearer(token)) => {
+            match verified_claims(state, snapshot, &token, now).await {
+                Ok(claims) => Caller::Bearer(claims),
+                Err(reason) => Caller::Unproven(Unproven::InvalidToken(reason)),
+            }
         }
         // As the registry does: anything but a bearer token is "no token".
-        (AuthMode::Token, _) => Decision::Challenge {
-            error: None,
-            reason: "no bearer token".into(),
-            account: None,
-        },
-        (AuthMode::Basic, Presented::Basic { user, password }) => {
+        (AuthMode::Token, _) => Caller::Unproven(Unproven::Missing("no bearer token")),
+        (AuthMode::Basic, Authorization::Basic { user, password }) => {
             let credentials = Credentials {
                 user: &user,
                 password: &password,
                 client: client_address(connection, request.headers()),
             };
             match identity::authenticate(state, snapshot, &credentials).await {
-                Ok(identity) => decide_by_acl(snapshot, Some(&identity), needed),
-                Err(IdentityError::WrongCredential { reason, .. }) => Decision::Challenge {
-                    error: None,
-                    reason: reason.to_owned(),
-                    account: Some(user),
-                },
-                Err(error) => Decision::Unidentified {
+                Ok(identity) => Caller::Identified(identity),
+                Err(error) => Caller::Unproven(Unproven::Refused {
+                    account: user,
                     error,
-                    account: Some(user),
-                },
+                }),
             }
         }
-        // The `/v2/` ping must challenge, or clients never learn that they
-        // could send credentials; anything else anonymous may do, it may.
-        (AuthMode::Basic, Presented::Nothing) if !needed.is_empty() => {
-            decide_by_acl(snapshot, None, needed)
-        }
-        (AuthMode::Basic, _) => Decision::Challenge {
-            error: None,
-            reason: "no credentials".into(),
-            account: None,
-        },
-    }
-}
-
-/// Basic and trusted-proxy modes: the ACL decides. An authenticated user
-/// the ACL refuses gets 403 (other credentials are not on offer); an
-/// anonymous one gets a challenge, since signing in may help.
-fn decide_by_acl(
-    snapshot: &Snapshot,
-    identity: Option<&Identity>,
-    needed: &[ResourceScope],
-) -> Decision {
-    let subject = identity.map_or(Subject::anonymous(), Identity::subject);
-    let account = identity.map(|identity| identity.account.as_str());
-    let refused = needed.iter().find(|scope| {
-        let allowed = snapshot
-            .acl
-            .allowed(&subject, &scope.resource_type, &scope.name);
-        !covers(&allowed, scope)
-    });
-    match refused {
-        None => Decision::Allow {
-            user: account.map(str::to_owned),
-        },
-        Some(scope) if identity.is_some() => Decision::Deny {
-            reason: format!("access denied by the ACL: {}", scope.challenge_string()),
-            account: account.map(str::to_owned),
-        },
-        Some(scope) => Decision::Challenge {
-            error: None,
-            reason: format!("anonymous access denied: {}", scope.challenge_string()),
-            account: None,
-        },
-    }
-}
-
-async fn decide_by_token(
-    state: &State,
-    snapshot: &Snapshot,
-    token: &str,
-    needed: &[ResourceScope],
-) -> Decision {
-    let claims = match verified_claims(state, snapshot, token).await {
-        Ok(claims) => claims,
-        Err(reason) => {
-            return Decision::Challenge {
-                error: Some("invalid_token"),
-                reason,
-                account: None,
-            }
-        }
-    };
-    match needed
-        .iter()
-        .find(|scope| !token_covers(&claims.access, scope))
-    {
-        None => Decision::Allow {
-            user: Some(claims.sub.clone()).filter(|sub| !sub.is_empty()),
-        },
-        Some(scope) => Decision::Challenge {
-            error: Some("insufficient_scope"),
-            reason: format!("token lacks {}", scope.challenge_string()),
-            account: Some(claims.sub.clone()),
-        },
+        (AuthMode::Basic, Authorization::Nothing) => Caller::Anonymous,
+        (AuthMode::Basic, _) => Caller::Unproven(Unproven::Missing("no credentials")),
     }
 }
 
 /// Verifies a token, or finds it verified in the cache; either way its
-/// validity period is checked against the clock now.
+/// validity period is checked against `now`.
 async fn verified_claims(
     state: &State,
     snapshot: &Snapshot,
     token: &str,
+    now: i64,
 ) -> Result<Arc<AccessClaims>, String> {
     let config = &snapshot.config;
-    let now = unix_now();
     let leeway = i64::try_from(config.auth.leeway_secs).unwrap_or(i64::MAX);
     let key = TokenCache::key(snapshot.generation, token);
     if let Some(claims) = state.tokens.get(&key).await {
@@ -327,23 +213,6 @@ async fn verified_claims(
     Ok(claims)
 }
 
-/// Whether a set of allowed actions covers what a scope needs; `*` covers
-/// everything, and a needed `*` (the catalog) is covered only by `*`.
-fn covers(allowed: &std::collections::BTreeSet<String>, needed: &ResourceScope) -> bool {
-    allowed.contains("*") || needed.actions.iter().all(|action| allowed.contains(action))
-}
-
-/// The registry's rule: entries are matched on (type, name), class ignored,
-/// and several entries for one resource add up.
-fn token_covers(access: &[AccessEntry], needed: &ResourceScope) -> bool {
-    let allowed = access
-        .iter()
-        .filter(|entry| entry.resource_type == needed.resource_type && entry.name == needed.name)
-        .flat_map(|entry| entry.actions.iter().cloned())
-        .collect();
-    covers(&allowed, needed)
-}
-
 fn answer(snapshot: &Snapshot, decision: Decision, needed_text: &str) -> Response<Body> {
     let config = &snapshot.config;
     match decision {
@@ -359,23 +228,24 @@ fn answer(snapshot: &Snapshot, decision: Decision, needed_text: &str) -> Respons
             }
             response
         }
-        Decision::Challenge { error, .. } => {
-            let challenge = match config.auth.mode {
-                AuthMode::Basic => basic_challenge(&config.service),
-                AuthMode::Token => {
-                    bearer_challenge(&config.realm, &config.service, needed_text, error)
-                }
-            };
-            ApiError::Unauthorized {
-                message: "authentication required".into(),
-                challenge,
-            }
-            .into_response()
+        Decision::Challenge { error, .. } => ApiError::Unauthorized {
+            message: "authentication required".into(),
+            challenge: challenge(snapshot, needed_text, error),
         }
+        .into_response(),
         Decision::Deny { reason, .. } => ApiError::Forbidden { message: reason }.into_response(),
         Decision::Unidentified { error, .. } => {
-            ApiError::from_identity(error, basic_challenge(&config.service)).into_response()
+            ApiError::from_identity(error, challenge(snapshot, needed_text, None)).into_response()
         }
+    }
+}
+
+/// The challenge of this mode: Basic, or the registry's Bearer challenge.
+fn challenge(snapshot: &Snapshot, needed_text: &str, error: Option<&str>) -> String {
+    let config = &snapshot.config;
+    match config.auth.mode {
+        AuthMode::Basic => basic_challenge(&config.service),
+        AuthMode::Token => bearer_challenge(&config.realm, &config.service, needed_text, error),
     }
 }
 
@@ -394,39 +264,6 @@ fn bearer_challenge(realm: &str, service: &str, scope: &str, error: Option<&str>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn scope(text: &str) -> ResourceScope {
-        crate::scope::parse_scope(text).unwrap()
-    }
-
-    fn entry(name: &str, actions: &[&str]) -> AccessEntry {
-        AccessEntry {
-            resource_type: "repository".into(),
-            class: None,
-            name: name.into(),
-            actions: actions.iter().map(|a| a.to_string()).collect(),
-        }
-    }
-
-    #[test]
-    fn token_coverage_follows_the_registry() {
-        let access = vec![
-            entry("a", &["pull"]),
-            entry("a", &["push"]),
-            entry("b", &["*"]),
-        ];
-        assert!(token_covers(&access, &scope("repository:a:pull,push")));
-        assert!(!token_covers(&access, &scope("repository:a:delete")));
-        assert!(token_covers(&access, &scope("repository:b:delete")));
-        assert!(!token_covers(&access, &scope("repository:c:pull")));
-        let catalog = vec![AccessEntry {
-            resource_type: "registry".into(),
-            class: None,
-            name: "catalog".into(),
-            actions: vec!["pull".into()],
-        }];
-        assert!(!token_covers(&catalog, &scope("registry:catalog:*")));
-    }
 
     #[test]
     fn challenge_matches_the_registry_format() {

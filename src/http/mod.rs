@@ -3,7 +3,7 @@
 //! builds an error response by hand.
 
 mod auth_endpoint;
-mod basic;
+mod authorization;
 mod client;
 mod health;
 mod params;
@@ -219,9 +219,10 @@ pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<B
     response
 }
 
-/// Which handler a request goes to; also the `endpoint` metric label.
+/// Which of regauth's handlers a request goes to; also the `endpoint`
+/// metric label.
 #[derive(Clone, Copy)]
-enum Endpoint {
+enum Handler {
     Token,
     Auth,
     Health,
@@ -229,14 +230,14 @@ enum Endpoint {
     Unknown,
 }
 
-impl Endpoint {
+impl Handler {
     fn label(self) -> &'static str {
         match self {
-            Endpoint::Token => "token",
-            Endpoint::Auth => "auth",
-            Endpoint::Health => "healthz",
-            Endpoint::Metrics => "metrics",
-            Endpoint::Unknown => "unknown",
+            Handler::Token => "token",
+            Handler::Auth => "auth",
+            Handler::Health => "healthz",
+            Handler::Metrics => "metrics",
+            Handler::Unknown => "unknown",
         }
     }
 }
@@ -251,42 +252,44 @@ pub async fn handle(
     let snapshot = state.snapshot();
     let path = request.uri().path();
     let token_path = snapshot.config.token_path.as_str();
-    let endpoint = if path == token_path || path.strip_suffix('/') == Some(token_path) {
-        Endpoint::Token
+    let handler = if path == token_path || path.strip_suffix('/') == Some(token_path) {
+        Handler::Token
     } else if path == snapshot.config.auth.path {
-        Endpoint::Auth
+        Handler::Auth
     } else if path == "/healthz" {
-        Endpoint::Health
+        Handler::Health
     } else if path == "/metrics" {
-        Endpoint::Metrics
+        Handler::Metrics
     } else {
-        Endpoint::Unknown
+        Handler::Unknown
     };
     let method = request.method().clone();
-    let result = match (endpoint, &method) {
-        (Endpoint::Token, &Method::GET) => {
+    let result = match (handler, &method) {
+        (Handler::Token, &Method::GET) => {
             token_endpoint::get(&state, &snapshot, &connection, &request).await
         }
-        (Endpoint::Token, &Method::POST) => {
+        (Handler::Token, &Method::POST) => {
             token_endpoint::post(&state, &snapshot, &connection, request).await
         }
-        (Endpoint::Token, _) => Err(ApiError::MethodNotAllowed { allow: "GET, POST" }),
-        (Endpoint::Auth, &Method::GET | &Method::HEAD) => {
+        (Handler::Token, _) => Err(ApiError::MethodNotAllowed { allow: "GET, POST" }),
+        (Handler::Auth, &Method::GET | &Method::HEAD) => {
             Ok(auth_endpoint::handle(&state, &snapshot, &connection, &request).await)
         }
-        (Endpoint::Auth, _) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
-        (Endpoint::Health, &Method::GET | &Method::HEAD) => Ok(health::healthz(&state, &snapshot)),
-        (Endpoint::Metrics, &Method::GET | &Method::HEAD) => Ok(health::metrics(&state)),
-        (Endpoint::Health | Endpoint::Metrics, _) => {
+        (Handler::Auth, _) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+        (Handler::Health, &Method::GET | &Method::HEAD) => Ok(health::healthz(&state, &snapshot)),
+        (Handler::Metrics, &Method::GET | &Method::HEAD) => Ok(health::metrics(&state)),
+        (Handler::Health | Handler::Metrics, _) => {
             Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" })
         }
-        (Endpoint::Unknown, _) => Err(ApiError::NotFound),
+        (Handler::Unknown, _) => Err(ApiError::NotFound),
     };
     let response = result.unwrap_or_else(|error| {
-        // Credential failures are logged where they happen, with the account.
-        if !matches!(error, ApiError::Unauthorized { .. } | ApiError::Internal(_)) {
+        // Endpoints log the outcome of every request they parse; what comes
+        // back as an error never got that far. Internal errors are logged,
+        // with their cause, as they become a response.
+        if !matches!(error, ApiError::Internal(_)) {
             tracing::warn!(
-                endpoint = endpoint.label(),
+                endpoint = handler.label(),
                 peer = %connection.peer,
                 %method,
                 %error,
@@ -297,11 +300,11 @@ pub async fn handle(
     });
     metrics::counter!(
         "regauth_http_requests_total",
-        "endpoint" => endpoint.label(),
+        "endpoint" => handler.label(),
         "status" => response.status().as_str().to_owned()
     )
     .increment(1);
-    metrics::histogram!("regauth_http_request_seconds", "endpoint" => endpoint.label())
+    metrics::histogram!("regauth_http_request_seconds", "endpoint" => handler.label())
         .record(started.elapsed().as_secs_f64());
     Ok(response)
 }

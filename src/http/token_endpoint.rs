@@ -1,19 +1,22 @@
 //! The token endpoint: `GET` (Distribution token spec) and the OAuth2
-//! `POST` form (password and refresh_token grants). Parse the request, find
-//! who asks, let the ACL grant the intersection, sign, answer.
+//! `POST` form (password and refresh_token grants), as one pipeline:
+//! parse the request → authenticate (the identity seam) → authorize
+//! ([`decide::token`]) → sign → answer, with one outcome logged and counted
+//! once, and the clock read once.
 
 use std::time::Duration;
 
 use http::header::CONTENT_TYPE;
-use http::{Request, Response, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
 
-use super::basic::{presented, Presented};
+use super::authorization::{self, Authorization};
 use super::params::Params;
 use super::{basic_challenge, client_address, json_response, unix_now, ApiError, Body, Connection};
-use crate::acl::Subject;
+use crate::client_address::ClientAddress;
+use crate::decide::token::{self as decide, Grant, Refresh, RefreshAsked};
 use crate::identity::{self, Credentials, Identity, IdentityError};
 use crate::media_type::{self, FORM_MEDIA_TYPES};
 use crate::scope::ResourceScope;
@@ -25,17 +28,6 @@ use crate::token::{self, AccessClaims, AccessEntry, RefreshClaims};
 /// scopes can add up.
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
-/// Whether and how the answer carries a refresh token.
-enum Refresh {
-    /// No refresh token.
-    No,
-    /// Issue one (offline access asked for).
-    Issue,
-    /// Hand the presented one back, unchanged: clients such as dockerd
-    /// cannot store a rotated token (moby #39718).
-    Echo(String),
-}
-
 /// `GET /token?service=..&scope=..[&offline_token=true]` with Basic
 /// credentials or none.
 pub async fn get(
@@ -44,71 +36,16 @@ pub async fn get(
     connection: &Connection,
     request: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    let now = unix_now();
     let params = Params::parse(request.uri().query().unwrap_or("").as_bytes());
-    params.check_service(snapshot)?;
-    let offline = match params.single("offline_token")? {
-        None | Some("") => false,
-        Some(value) => parse_go_bool(value).ok_or_else(|| ApiError::BadRequest {
-            code: "BAD_TOKEN_OPTION",
-            message: format!("`offline_token` must be true or false, not `{value}`"),
-        })?,
-    };
-    let scopes = params.scopes()?;
-    // `grant` names how the caller authenticated, for the log.
-    let mut presented_refresh = None;
-    let (identity, grant) = match presented(request.headers()) {
-        Presented::Nothing => (None, "anonymous"),
-        // containerd's fallback after a refused POST: the refresh token as
-        // the password of an empty user name.
-        Presented::Basic { user, password } if user.is_empty() => {
-            let identity = redeem_refresh_token(snapshot, &password, connection)?;
-            let identity = Some(identity);
-            // Asked again for offline access, hand back the same token, as
-            // the refresh grant does: a refresh token must never renew itself.
-            presented_refresh = Some(password.to_string());
-            (identity, "basic_refresh_token")
-        }
-        Presented::Basic { user, password } => {
-            if let Some(account) = params.single("account")? {
-                if !account.is_empty() && account != user {
-                    return Err(ApiError::BadRequest {
-                        code: "UNSUPPORTED_VALUE",
-                        message: "`account` does not match the Basic credentials".into(),
-                    });
-                }
-            }
-            let identity =
-                check_password(state, snapshot, request, &user, &password, connection).await?;
-            (Some(identity), "basic")
-        }
-        Presented::Bearer(_) => {
-            return Err(unauthorized(
-                snapshot,
-                "the token endpoint takes Basic credentials, not a bearer token",
-            ))
-        }
-        Presented::Malformed(reason) => {
-            return Err(ApiError::BadRequest {
-                code: "UNSUPPORTED_VALUE",
-                message: reason.into(),
-            })
-        }
-    };
-    let refresh = match (offline, presented_refresh) {
-        (false, _) => Refresh::No,
-        (true, Some(presented_token)) => Refresh::Echo(presented_token),
-        (true, None) => Refresh::Issue,
-    };
-    let client = params.single("client_id")?.unwrap_or("");
-    let request = Issue {
-        identity: identity.as_ref(),
-        requested: scopes,
-        refresh,
-        oauth_form: false,
-        client,
-        grant,
-    };
-    issue(snapshot, connection, request)
+    let authorization = authorization::parse(request.headers());
+    let parsed = parse_get(
+        snapshot,
+        &params,
+        &authorization,
+        client(connection, request),
+    )?;
+    serve(state, snapshot, connection, parsed, now).await
 }
 
 /// OAuth2 `POST /token` (form): `grant_type=password` or `refresh_token`.
@@ -118,12 +55,189 @@ pub async fn post(
     connection: &Connection,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let client = client_address(connection, request.headers());
-    let is_form = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .is_some_and(|value| media_type::is(value.as_bytes(), FORM_MEDIA_TYPES[0]));
-    if !is_form {
+    let now = unix_now();
+    let client = client(connection, &request);
+    let body = read_form(snapshot, request).await?;
+    let params = Params::parse(&body);
+    let parsed = parse_post(snapshot, &params, client)?;
+    serve(state, snapshot, connection, parsed, now).await
+}
+
+/// A token request, parsed: what the caller presents, and what it asks for.
+struct TokenRequest<'a> {
+    /// What proves who asks.
+    proof: Proof<'a>,
+    /// How it was presented, for the log.
+    method: AuthMethod,
+    /// The access asked for.
+    requested: Vec<ResourceScope>,
+    /// The refresh token asked for.
+    refresh: RefreshAsked<'a>,
+    /// The OAuth2 form also answers with the granted `scope`.
+    oauth_form: bool,
+    /// `client_id`, for the log.
+    client_id: &'a str,
+    /// The client's address, for the identity seam.
+    client: ClientAddress,
+}
+
+/// What proves who asks.
+enum Proof<'a> {
+    /// Nothing: anonymous.
+    Nothing,
+    /// A user name and password.
+    Password { user: &'a str, password: &'a str },
+    /// A refresh token regauth issued.
+    RefreshToken(&'a str),
+}
+
+/// How the caller authenticated: the `grant` field of the token log.
+#[derive(Clone, Copy)]
+enum AuthMethod {
+    /// No credentials.
+    Anonymous,
+    /// `GET` with Basic credentials.
+    Basic,
+    /// `GET` with a refresh token as the password of an empty user name
+    /// (containerd's fallback after a refused POST).
+    BasicRefreshToken,
+    /// `POST` with `grant_type=password`.
+    Password,
+    /// `POST` with `grant_type=refresh_token`.
+    RefreshToken,
+}
+
+impl AuthMethod {
+    fn label(self) -> &'static str {
+        match self {
+            AuthMethod::Anonymous => "anonymous",
+            AuthMethod::Basic => "basic",
+            AuthMethod::BasicRefreshToken => "basic_refresh_token",
+            AuthMethod::Password => "password",
+            AuthMethod::RefreshToken => "refresh_token",
+        }
+    }
+}
+
+/// How one token request ended.
+enum Outcome {
+    /// A token, and perhaps a refresh token, for the answer.
+    Issued(Issued),
+    /// Who asks could not be established.
+    Refused(IdentityError),
+}
+
+/// A signed token and what it says, for the log and the answer.
+struct Issued {
+    /// The token's subject; empty for anonymous.
+    account: String,
+    /// Which source vouched (and which API token or issuer), for the log.
+    source: String,
+    /// The access the token carries.
+    granted: Vec<ResourceScope>,
+    /// The signed access token.
+    access_token: String,
+    /// The refresh token of the answer, if any.
+    refresh_token: Option<String>,
+}
+
+/// The pipeline every parsed request goes through.
+async fn serve(
+    state: &State,
+    snapshot: &Snapshot,
+    connection: &Connection,
+    request: TokenRequest<'_>,
+    now: i64,
+) -> Result<Response<Body>, ApiError> {
+    let outcome = match authenticate(state, snapshot, &request, now).await {
+        Ok(identity) => {
+            let grant = decide::grant(
+                identity.as_ref(),
+                &request.requested,
+                request.refresh,
+                &snapshot.acl,
+            );
+            Outcome::Issued(sign(snapshot, identity.as_ref(), grant, now)?)
+        }
+        Err(error) => Outcome::Refused(error),
+    };
+    audit(connection, &request, &outcome);
+    Ok(answer(snapshot, &request, outcome, now))
+}
+
+fn client(connection: &Connection, request: &Request<Incoming>) -> ClientAddress {
+    client_address(connection, request.headers())
+}
+
+fn parse_get<'a>(
+    snapshot: &Snapshot,
+    params: &'a Params<'a>,
+    authorization: &'a Authorization,
+    client: ClientAddress,
+) -> Result<TokenRequest<'a>, ApiError> {
+    params.check_service(snapshot)?;
+    let offline = match params.single("offline_token")? {
+        None | Some("") => false,
+        Some(value) => parse_go_bool(value).ok_or_else(|| ApiError::BadRequest {
+            code: "BAD_TOKEN_OPTION",
+            message: format!("`offline_token` must be true or false, not `{value}`"),
+        })?,
+    };
+    let requested = params.scopes()?;
+    let (proof, method) = match authorization {
+        Authorization::Nothing => (Proof::Nothing, AuthMethod::Anonymous),
+        Authorization::Basic { user, password } if user.is_empty() => {
+            (Proof::RefreshToken(password), AuthMethod::BasicRefreshToken)
+        }
+        Authorization::Basic { user, password } => {
+            if let Some(account) = params.single("account")? {
+                if !account.is_empty() && account != user {
+                    return Err(ApiError::BadRequest {
+                        code: "UNSUPPORTED_VALUE",
+                        message: "`account` does not match the Basic credentials".into(),
+                    });
+                }
+            }
+            let proof = Proof::Password { user, password };
+            (proof, AuthMethod::Basic)
+        }
+        Authorization::Bearer(_) => {
+            return Err(ApiError::Unauthorized {
+                message: "the token endpoint takes Basic credentials, not a bearer token".into(),
+                challenge: basic_challenge(&snapshot.config.service),
+            })
+        }
+        Authorization::Malformed(reason) => {
+            return Err(ApiError::BadRequest {
+                code: "UNSUPPORTED_VALUE",
+                message: (*reason).into(),
+            })
+        }
+    };
+    // Asked again for offline access with a refresh token, hand back the
+    // same token, as the refresh grant does.
+    let refresh = match (offline, &proof) {
+        (false, _) => RefreshAsked::No,
+        (true, Proof::RefreshToken(presented)) => RefreshAsked::Same(presented),
+        (true, _) => RefreshAsked::New,
+    };
+    Ok(TokenRequest {
+        proof,
+        method,
+        requested,
+        refresh,
+        oauth_form: false,
+        client_id: params.single("client_id")?.unwrap_or(""),
+        client,
+    })
+}
+
+/// Reads the POST body, which must be a form.
+async fn read_form(
+    snapshot: &Snapshot,
+    request: Request<Incoming>,
+) -> Result<bytes::Bytes, ApiError> {
+    if !is_form(request.headers()) {
         return Err(ApiError::BadRequest {
             code: "UNSUPPORTED_VALUE",
             message: "POST bodies must be application/x-www-form-urlencoded".into(),
@@ -145,12 +259,24 @@ pub async fn post(
         } else {
             ApiError::BadRequest {
                 code: "UNSUPPORTED_VALUE",
-                message: "could not read the request body".into(),
+                message: format!("could not read the request body: {error}"),
             }
         }
-    })?
-    .to_bytes();
-    let params = Params::parse(&body);
+    })?;
+    Ok(body.to_bytes())
+}
+
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|value| media_type::matches(value.as_bytes(), FORM_MEDIA_TYPES[0]))
+}
+
+fn parse_post<'a>(
+    snapshot: &Snapshot,
+    params: &'a Params<'a>,
+    client: ClientAddress,
+) -> Result<TokenRequest<'a>, ApiError> {
     params.check_service(snapshot)?;
     let grant_type = params.required("grant_type")?;
     let offline = match params.single("access_type")? {
@@ -163,25 +289,28 @@ pub async fn post(
             })
         }
     };
-    let scopes = params.scopes()?;
+    let requested = params.scopes()?;
     let client_id = params.single("client_id")?.unwrap_or("");
-    let (identity, refresh) = match grant_type {
+    let (proof, method, refresh) = match grant_type {
         "password" => {
             let user = params.required("username")?;
             let password = params.required("password")?;
-            let credentials = Credentials {
-                user,
-                password,
-                client,
+            let refresh = if offline {
+                RefreshAsked::New
+            } else {
+                RefreshAsked::No
             };
-            let identity = authenticate(state, snapshot, &credentials, connection).await?;
-            let refresh = if offline { Refresh::Issue } else { Refresh::No };
-            (identity, refresh)
+            let proof = Proof::Password { user, password };
+            (proof, AuthMethod::Password, refresh)
         }
         "refresh_token" => {
-            let presented_token = params.required("refresh_token")?;
-            let identity = redeem_refresh_token(snapshot, presented_token, connection)?;
-            (identity, Refresh::Echo(presented_token.to_owned()))
+            let presented = params.required("refresh_token")?;
+            let proof = Proof::RefreshToken(presented);
+            (
+                proof,
+                AuthMethod::RefreshToken,
+                RefreshAsked::Same(presented),
+            )
         }
         other => {
             return Err(ApiError::BadRequest {
@@ -190,116 +319,50 @@ pub async fn post(
             })
         }
     };
-    let request = Issue {
-        identity: Some(&identity),
-        requested: scopes,
+    Ok(TokenRequest {
+        proof,
+        method,
+        requested,
         refresh,
         oauth_form: true,
-        client: client_id,
-        grant: grant_type,
-    };
-    issue(snapshot, connection, request)
-}
-
-/// The Basic challenge every credential failure carries.
-fn unauthorized(snapshot: &Snapshot, message: &str) -> ApiError {
-    ApiError::Unauthorized {
-        message: message.to_owned(),
-        challenge: basic_challenge(&snapshot.config.service),
-    }
-}
-
-/// GET's Basic credentials through the identity seam.
-async fn check_password(
-    state: &State,
-    snapshot: &Snapshot,
-    request: &Request<Incoming>,
-    user: &str,
-    password: &str,
-    connection: &Connection,
-) -> Result<Identity, ApiError> {
-    let credentials = Credentials {
-        user,
-        password,
-        client: client_address(connection, request.headers()),
-    };
-    authenticate(state, snapshot, &credentials, connection).await
-}
-
-async fn authenticate(
-    state: &State,
-    snapshot: &Snapshot,
-    credentials: &Credentials<'_>,
-    connection: &Connection,
-) -> Result<Identity, ApiError> {
-    identity::authenticate(state, snapshot, credentials)
-        .await
-        .map_err(|error| {
-            if !matches!(error, IdentityError::Internal(_)) {
-                tracing::warn!(
-                    account = credentials.user,
-                    peer = %connection.peer,
-                    client = %credentials.client,
-                    reason = %error.detail(),
-                    "token refused: {error}"
-                );
-                metrics::counter!("regauth_token_requests_total", "outcome" => error.outcome())
-                    .increment(1);
-            }
-            ApiError::from_identity(error, basic_challenge(&snapshot.config.service))
-        })
-}
-
-/// A refresh token is good while its user exists with the same password.
-fn redeem_refresh_token(
-    snapshot: &Snapshot,
-    presented_token: &str,
-    connection: &Connection,
-) -> Result<Identity, ApiError> {
-    identity::refresh::redeem(snapshot, presented_token, unix_now()).map_err(|error| {
-        tracing::warn!(peer = %connection.peer, reason = %error.detail(), "refresh token refused");
-        metrics::counter!("regauth_token_requests_total", "outcome" => "bad_refresh_token")
-            .increment(1);
-        ApiError::from_identity(error, basic_challenge(&snapshot.config.service))
+        client_id,
+        client,
     })
 }
 
-/// A token request, parsed and authenticated: what is left is to decide,
-/// sign and answer.
-struct Issue<'a> {
-    /// Who asks; `None` for anonymous.
-    identity: Option<&'a Identity>,
-    /// What they ask for.
-    requested: Vec<ResourceScope>,
-    /// Whether a refresh token goes into the answer.
-    refresh: Refresh,
-    /// The OAuth2 form also answers with the granted `scope`.
-    oauth_form: bool,
-    /// `client_id`, for the log.
-    client: &'a str,
-    /// How the caller authenticated: `anonymous`, `basic`,
-    /// `basic_refresh_token` (GET) or the POST's `grant_type`, for the log.
-    grant: &'a str,
+/// Who asks (`None`: anonymous), through the identity seam.
+async fn authenticate(
+    state: &State,
+    snapshot: &Snapshot,
+    request: &TokenRequest<'_>,
+    now: i64,
+) -> Result<Option<Identity>, IdentityError> {
+    match request.proof {
+        Proof::Nothing => Ok(None),
+        Proof::Password { user, password } => {
+            let credentials = Credentials {
+                user,
+                password,
+                client: request.client,
+            };
+            identity::authenticate(state, snapshot, &credentials)
+                .await
+                .map(Some)
+        }
+        Proof::RefreshToken(presented) => {
+            identity::refresh::redeem(snapshot, presented, now).map(Some)
+        }
+    }
 }
 
-fn issue(
+/// Signs the access token, and a new refresh token where one is granted.
+fn sign(
     snapshot: &Snapshot,
-    connection: &Connection,
-    request: Issue<'_>,
-) -> Result<Response<Body>, ApiError> {
-    let Issue {
-        identity,
-        requested,
-        refresh,
-        oauth_form,
-        client,
-        grant,
-    } = request;
-    let requested = requested.as_slice();
+    identity: Option<&Identity>,
+    grant: Grant<'_>,
+    now: i64,
+) -> Result<Issued, ApiError> {
     let config = &snapshot.config;
-    let subject = identity.map_or(Subject::anonymous(), Identity::subject);
-    let granted = snapshot.acl.grant(&subject, requested);
-    let now = unix_now();
     let lifetime = i64::try_from(config.token.expiration_secs).unwrap_or(i64::MAX);
     let account = identity
         .map(|identity| identity.account.clone())
@@ -312,14 +375,14 @@ fn issue(
         nbf: now,
         iat: now,
         jti: token::new_jti(),
-        access: granted.iter().map(access_entry).collect(),
+        access: grant.access.iter().map(AccessEntry::from).collect(),
     };
-    let access_token = token::sign(&snapshot.signing_key, &claims)
-        .map_err(|e| ApiError::Internal(format!("signing failed: {e}")))?;
-    let binding = identity.and_then(|identity| identity.refresh_binding.as_deref());
-    let refresh_token = match (refresh, binding) {
-        (Refresh::Echo(presented_token), _) => Some(presented_token),
-        (Refresh::Issue, Some(binding)) => {
+    let signing_failed = |e: token::TokenError| ApiError::Internal(format!("signing failed: {e}"));
+    let access_token = token::sign(&snapshot.signing_key, &claims).map_err(signing_failed)?;
+    let refresh_token = match grant.refresh {
+        Refresh::No => None,
+        Refresh::Echo(presented) => Some(presented.to_owned()),
+        Refresh::Issue { binding } => {
             let refresh_lifetime =
                 i64::try_from(config.token.refresh_expiration_secs).unwrap_or(i64::MAX);
             let claims = RefreshClaims::new(
@@ -330,52 +393,100 @@ fn issue(
                 now,
                 refresh_lifetime,
             );
-            Some(
-                token::sign(&snapshot.signing_key, &claims)
-                    .map_err(|e| ApiError::Internal(format!("signing failed: {e}")))?,
-            )
+            Some(token::sign(&snapshot.signing_key, &claims).map_err(signing_failed)?)
         }
-        // Anonymous callers have nothing to refresh, and identities
-        // without a binding cannot have one.
-        _ => None,
     };
-
-    let requested_text = join_scopes(requested);
-    let granted_text = join_scopes(&granted);
-    tracing::info!(
-        account = %account,
-        peer = %connection.peer,
-        grant,
-        client,
-        requested = %requested_text,
-        granted = %granted_text,
-        refresh_token = refresh_token.is_some(),
-        "token issued"
+    let source = identity.map_or_else(
+        || "anonymous".to_owned(),
+        |identity| match identity.source.detail() {
+            Some(detail) => format!("{} {detail}", identity.source.label()),
+            None => identity.source.label().to_owned(),
+        },
     );
-    metrics::counter!("regauth_token_requests_total", "outcome" => "issued").increment(1);
+    Ok(Issued {
+        account,
+        source,
+        granted: grant.access,
+        access_token,
+        refresh_token,
+    })
+}
 
+/// The one log line and the one count of a token request.
+fn audit(connection: &Connection, request: &TokenRequest<'_>, outcome: &Outcome) {
+    let grant = request.method.label();
+    let client = request.client_id;
+    match outcome {
+        Outcome::Issued(issued) => {
+            tracing::info!(
+                account = %issued.account,
+                peer = %connection.peer,
+                address = %request.client,
+                grant,
+                source = %issued.source,
+                client,
+                requested = %join_scopes(&request.requested),
+                granted = %join_scopes(&issued.granted),
+                refresh_token = issued.refresh_token.is_some(),
+                "token issued"
+            );
+            metrics::counter!("regauth_token_requests_total", "outcome" => "issued").increment(1);
+        }
+        Outcome::Refused(error) => {
+            // A refresh token names its account only once it verifies.
+            let (account, refused) = match request.proof {
+                Proof::Password { user, .. } => (user, "token"),
+                Proof::RefreshToken(_) | Proof::Nothing => ("", "refresh token"),
+            };
+            let outcome = match (&request.proof, error) {
+                (Proof::RefreshToken(_), IdentityError::WrongCredential { .. }) => {
+                    "bad_refresh_token"
+                }
+                _ => error.outcome(),
+            };
+            // Our own failures are logged, with their cause, by the edge.
+            if !matches!(error, IdentityError::Internal(_)) {
+                tracing::warn!(
+                    account,
+                    peer = %connection.peer,
+                    address = %request.client,
+                    grant,
+                    client,
+                    reason = %error.detail(),
+                    "{refused} refused: {error}"
+                );
+            }
+            metrics::counter!("regauth_token_requests_total", "outcome" => outcome).increment(1);
+        }
+    }
+}
+
+fn answer(
+    snapshot: &Snapshot,
+    request: &TokenRequest<'_>,
+    outcome: Outcome,
+    now: i64,
+) -> Response<Body> {
+    let config = &snapshot.config;
+    let issued = match outcome {
+        Outcome::Issued(issued) => issued,
+        Outcome::Refused(error) => {
+            return ApiError::from_identity(error, basic_challenge(&config.service)).into_response()
+        }
+    };
     let mut body = json!({
-        "token": access_token,
-        "access_token": access_token,
+        "token": issued.access_token,
+        "access_token": issued.access_token,
         "expires_in": config.token.expiration_secs,
         "issued_at": rfc3339(now),
     });
-    if let Some(refresh_token) = refresh_token {
+    if let Some(refresh_token) = issued.refresh_token {
         body["refresh_token"] = json!(refresh_token);
     }
-    if oauth_form {
-        body["scope"] = json!(granted_text);
+    if request.oauth_form {
+        body["scope"] = json!(join_scopes(&issued.granted));
     }
-    Ok(json_response(StatusCode::OK, &body))
-}
-
-fn access_entry(scope: &ResourceScope) -> AccessEntry {
-    AccessEntry {
-        resource_type: scope.resource_type.clone(),
-        class: scope.class.clone(),
-        name: scope.name.clone(),
-        actions: scope.actions.iter().cloned().collect(),
-    }
+    json_response(StatusCode::OK, &body)
 }
 
 fn join_scopes(scopes: &[ResourceScope]) -> String {

@@ -181,6 +181,7 @@ mod tests {
         let spec = UserSpec {
             password: bcrypt::hash(password, 4).unwrap(),
             groups: vec!["staff".into()],
+            tokens_only: false,
         };
         let name = name.to_owned();
         Users::build([(&name, &spec)], vec![]).unwrap()
@@ -263,6 +264,7 @@ mod tests {
         let spec = UserSpec {
             password: "$2y$04$not-a-real-hash".into(),
             groups: vec![],
+            tokens_only: false,
         };
         let name = "alice".to_owned();
         let users = Users::build([(&name, &spec)], vec![]).unwrap();

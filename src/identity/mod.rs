@@ -20,7 +20,10 @@
 //! with the challenge, a limited caller a 429 and an unavailable source a
 //! 503, both with `Retry-After`.
 
+pub mod api_tokens;
+pub mod federation;
 pub mod files;
+pub mod jwks;
 pub mod login_limits;
 pub mod refresh;
 
@@ -72,6 +75,16 @@ pub enum Source {
     RefreshToken,
     /// The user header of a trusted front proxy.
     TrustedProxy,
+    /// A scoped API token, by id (never the secret).
+    ApiToken {
+        /// The token's id.
+        id: String,
+    },
+    /// An OIDC ID token of a federated issuer.
+    Federation {
+        /// The issuer.
+        issuer: String,
+    },
 }
 
 impl Source {
@@ -81,6 +94,18 @@ impl Source {
             Source::File => "file",
             Source::RefreshToken => "refresh_token",
             Source::TrustedProxy => "trusted_proxy",
+            Source::ApiToken { .. } => "api_token",
+            Source::Federation { .. } => "federation",
+        }
+    }
+
+    /// Which credential of the source, for audit logs: an API token's id,
+    /// a federated issuer.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Source::ApiToken { id } => Some(id),
+            Source::Federation { issuer } => Some(issuer),
+            Source::File | Source::RefreshToken | Source::TrustedProxy => None,
         }
     }
 }
@@ -170,20 +195,58 @@ pub struct Credentials<'a> {
     pub client: ClientAddress,
 }
 
-/// The one entry point for Basic credentials: tries each source in turn.
+/// The one entry point for Basic credentials. The password's shape picks
+/// the source: an API token secret (`rgt_…`), an OIDC ID token (a JWT, when
+/// federation is configured), else a file user's password. A password of
+/// one shape is never tried as another, so a revoked token cannot fall
+/// through to a bcrypt check, nor a password to a token lookup. Every
+/// source runs behind the login limiter ([`login_limits`]).
 pub async fn authenticate(
     state: &State,
     snapshot: &Snapshot,
     credentials: &Credentials<'_>,
 ) -> Result<Identity, IdentityError> {
     let limits = &snapshot.config.login_limits;
-    let sources = async {
-        state
-            .credentials
-            .authenticate(&snapshot.users, credentials)
-            .await
-    };
+    let sources = check_secret(state, snapshot, credentials);
     login_limits::behind_limiter(&state.login_limiter, limits, credentials, sources).await
+}
+
+/// Every source that checks a secret, behind [`authenticate`]'s limiter.
+async fn check_secret(
+    state: &State,
+    snapshot: &Snapshot,
+    credentials: &Credentials<'_>,
+) -> Result<Identity, IdentityError> {
+    let now = unix_now();
+    if api_tokens::looks_like_secret(credentials.password) {
+        return api_tokens::authenticate(snapshot, credentials, now);
+    }
+    if !snapshot.federation.is_empty() && federation::looks_like_jwt(credentials.password) {
+        return federation::authenticate(&state.federation_keys, snapshot, credentials, now).await;
+    }
+    if snapshot
+        .users
+        .get(credentials.user)
+        .is_some_and(|user| user.tokens_only)
+    {
+        return Err(IdentityError::WrongCredential {
+            reason: "invalid username or password",
+            detail: "the account is tokens_only: its password is refused".into(),
+        });
+    }
+    state
+        .credentials
+        .authenticate(&snapshot.users, credentials)
+        .await
+}
+
+/// The current unix time in seconds, for the sources' pure checks.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+        })
 }
 
 /// The user a trusted front proxy names. Its groups are those of the file

@@ -5,7 +5,7 @@
 
 use subtle::ConstantTimeEq;
 
-use super::{Identity, IdentityError, Source};
+use super::{api_tokens, Identity, IdentityError, Source};
 use crate::snapshot::Snapshot;
 use crate::token::{self, Expectations, RefreshClaims};
 
@@ -27,10 +27,20 @@ pub fn redeem(snapshot: &Snapshot, presented: &str, now: i64) -> Result<Identity
     };
     let claims: RefreshClaims = token::verify_refresh(&snapshot.verifying_keys, presented, &expect)
         .map_err(|error| refused(error.to_string()))?;
+    if api_tokens::is_refresh_binding(&claims.credential) {
+        // From an API-token login: good while that token is.
+        return api_tokens::redeem(snapshot, &claims.credential, &claims.sub, now)
+            .map_err(|refusal| refused(refusal.to_string()));
+    }
     let user = snapshot
         .users
         .get(&claims.sub)
         .ok_or_else(|| refused("user no longer exists".into()))?;
+    if user.tokens_only {
+        return Err(refused(
+            "the account is tokens_only: refresh tokens from password logins are refused".into(),
+        ));
+    }
     let binding = user.credential_fingerprint();
     if !bool::from(binding.as_bytes().ct_eq(claims.credential.as_bytes())) {
         return Err(refused(

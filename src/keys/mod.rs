@@ -24,9 +24,11 @@ use p256::pkcs8::{EncodePrivateKey as _, LineEnding};
 use rsa::traits::PublicKeyParts as _;
 use serde::{Deserialize, Serialize};
 
+pub mod jwks;
 mod key_id;
 mod pem;
 
+pub use jwks::{Jwk, Jwks, PublicParameters};
 pub use key_id::{libtrust_kid, rfc7638_thumbprint, PublicComponents};
 pub use pem::certificate_spki_der;
 use pem::{certificate_chain, parse_private_key, pem_blocks, PublicKey};
@@ -177,6 +179,8 @@ pub struct VerifyingKey {
     pub thumbprint: String,
     /// Canonical DER SubjectPublicKeyInfo, to match `x5c` certificates.
     spki_der: Vec<u8>,
+    /// The public numbers, for the JWKS (`jwks`).
+    public: PublicParameters,
     /// Algorithms a token signed by this key may claim.
     algorithms: &'static [Algorithm],
     /// The key in jsonwebtoken's form.
@@ -207,25 +211,30 @@ impl VerifyingKey {
 
     fn new(key: &PublicKey, algorithms: &'static [Algorithm]) -> Result<VerifyingKey, KeyError> {
         let spki_der = key.to_spki_der()?;
-        let (thumbprint, decoding) = match key {
+        let (thumbprint, decoding, public) = match key {
             PublicKey::P256(k) => {
                 let point = k.to_encoded_point(false);
-                let (Some(x), Some(y)) = (point.x(), point.y()) else {
+                let coordinate =
+                    |c: Option<&p256::FieldBytes>| <[u8; 32]>::try_from(c?.as_slice()).ok();
+                let (Some(x), Some(y)) = (coordinate(point.x()), coordinate(point.y())) else {
                     return Err(KeyError::UnsupportedKeyType("EC point at infinity".into()));
                 };
-                let thumbprint = rfc7638_thumbprint(&PublicComponents::P256 { x, y });
-                (thumbprint, DecodingKey::from_ec_der(point.as_bytes()))
+                let thumbprint = rfc7638_thumbprint(&PublicComponents::P256 { x: &x, y: &y });
+                let decoding = DecodingKey::from_ec_der(point.as_bytes());
+                (thumbprint, decoding, PublicParameters::P256 { x, y })
             }
             PublicKey::Rsa(k) => {
                 let (n, e) = (k.n().to_bytes_be(), k.e().to_bytes_be());
                 let thumbprint = rfc7638_thumbprint(&PublicComponents::Rsa { n: &n, e: &e });
-                (thumbprint, DecodingKey::from_rsa_raw_components(&n, &e))
+                let decoding = DecodingKey::from_rsa_raw_components(&n, &e);
+                (thumbprint, decoding, PublicParameters::Rsa { n, e })
             }
         };
         Ok(VerifyingKey {
             libtrust_kid: libtrust_kid(&spki_der),
             thumbprint,
             spki_der,
+            public,
             algorithms,
             decoding,
         })
@@ -245,6 +254,11 @@ impl VerifyingKey {
     /// Canonical DER SubjectPublicKeyInfo of this key.
     pub fn spki_der(&self) -> &[u8] {
         &self.spki_der
+    }
+
+    /// The public numbers (EC coordinates, RSA modulus and exponent), for the JWKS.
+    pub fn public_parameters(&self) -> &PublicParameters {
+        &self.public
     }
 
     /// The key in jsonwebtoken's form, for `token.rs`.

@@ -21,6 +21,7 @@
 mod clients;
 mod http;
 mod image;
+mod oidc;
 mod peers;
 mod site;
 
@@ -31,6 +32,8 @@ pub use self::clients::*;
 pub use self::http::*;
 #[allow(unused_imports)]
 pub use self::image::*;
+#[allow(unused_imports)]
+pub use self::oidc::*;
 #[allow(unused_imports)]
 pub use self::peers::*;
 #[allow(unused_imports)]

@@ -1,4 +1,5 @@
-//! What a request presents in its `Authorization` header.
+//! The credential a request carries in its `Authorization` header: Basic,
+//! Bearer, nothing, or something unreadable.
 
 use base64::Engine;
 use http::header::AUTHORIZATION;
@@ -6,7 +7,7 @@ use http::HeaderMap;
 use zeroize::Zeroizing;
 
 /// The credential a request carries.
-pub enum Presented {
+pub enum Authorization {
     /// No `Authorization` header, or Basic with an empty user and password
     /// (containers/image sends `Basic Og==` when it has no credentials).
     Nothing,
@@ -25,37 +26,37 @@ pub enum Presented {
 }
 
 /// Reads the `Authorization` header.
-pub fn presented(headers: &HeaderMap) -> Presented {
+pub fn parse(headers: &HeaderMap) -> Authorization {
     let Some(value) = headers.get(AUTHORIZATION) else {
-        return Presented::Nothing;
+        return Authorization::Nothing;
     };
     let Ok(value) = value.to_str() else {
-        return Presented::Malformed("Authorization header is not ASCII");
+        return Authorization::Malformed("Authorization header is not ASCII");
     };
     let mut parts = value.split(' ');
     let (Some(scheme), Some(credential), None) = (parts.next(), parts.next(), parts.next()) else {
-        return Presented::Malformed("Authorization header must be `<scheme> <credential>`");
+        return Authorization::Malformed("Authorization header must be `<scheme> <credential>`");
     };
     if scheme.eq_ignore_ascii_case("bearer") {
-        return Presented::Bearer(credential.to_owned());
+        return Authorization::Bearer(credential.to_owned());
     }
     if !scheme.eq_ignore_ascii_case("basic") {
-        return Presented::Malformed("unsupported Authorization scheme");
+        return Authorization::Malformed("unsupported Authorization scheme");
     }
     let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(credential) else {
-        return Presented::Malformed("Basic credentials are not valid base64");
+        return Authorization::Malformed("Basic credentials are not valid base64");
     };
     let decoded = Zeroizing::new(decoded);
     let Ok(text) = std::str::from_utf8(&decoded) else {
-        return Presented::Malformed("Basic credentials are not UTF-8");
+        return Authorization::Malformed("Basic credentials are not UTF-8");
     };
     let Some((user, password)) = text.split_once(':') else {
-        return Presented::Malformed("Basic credentials lack the `:` separator");
+        return Authorization::Malformed("Basic credentials lack the `:` separator");
     };
     if user.is_empty() && password.is_empty() {
-        return Presented::Nothing;
+        return Authorization::Nothing;
     }
-    Presented::Basic {
+    Authorization::Basic {
         user: user.to_owned(),
         password: Zeroizing::new(password.to_owned()),
     }
@@ -66,27 +67,32 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    fn with(value: &str) -> Presented {
+    fn with(value: &str) -> Authorization {
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, HeaderValue::from_str(value).unwrap());
-        presented(&headers)
+        parse(&headers)
     }
 
     #[test]
     fn forms() {
-        assert!(matches!(presented(&HeaderMap::new()), Presented::Nothing));
-        assert!(matches!(with("Basic Og=="), Presented::Nothing));
+        assert!(matches!(parse(&HeaderMap::new()), Authorization::Nothing));
+        assert!(matches!(with("Basic Og=="), Authorization::Nothing));
         match with("Basic YWxpY2U6czNjcjp0") {
-            Presented::Basic { user, password } => {
+            Authorization::Basic { user, password } => {
                 assert_eq!(user, "alice");
                 assert_eq!(password.as_str(), "s3cr:t");
             }
             _ => panic!("expected Basic"),
         }
-        assert!(matches!(with("bearer abc.def.ghi"), Presented::Bearer(t) if t == "abc.def.ghi"));
-        assert!(matches!(with("Bearer  abc"), Presented::Malformed(_)));
-        assert!(matches!(with("Basic !!!"), Presented::Malformed(_)));
-        assert!(matches!(with("Basic YWxpY2U="), Presented::Malformed(_)));
-        assert!(matches!(with("Digest x"), Presented::Malformed(_)));
+        assert!(
+            matches!(with("bearer abc.def.ghi"), Authorization::Bearer(t) if t == "abc.def.ghi")
+        );
+        assert!(matches!(with("Bearer  abc"), Authorization::Malformed(_)));
+        assert!(matches!(with("Basic !!!"), Authorization::Malformed(_)));
+        assert!(matches!(
+            with("Basic YWxpY2U="),
+            Authorization::Malformed(_)
+        ));
+        assert!(matches!(with("Digest x"), Authorization::Malformed(_)));
     }
 }

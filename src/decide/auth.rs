@@ -1,0 +1,413 @@
+//! What `/auth` answers: allow (and as whom), challenge (a better credential
+//! may help: 401) or deny (none can: 403), from who asks and what the
+//! original request needs.
+
+use std::sync::Arc;
+
+use crate::acl::{Acl, Subject};
+use crate::identity::{Identity, IdentityError};
+use crate::scope::ResourceScope;
+use crate::token::AccessClaims;
+
+/// Who asks, once the HTTP layer has checked what the request presented.
+pub enum Caller {
+    /// Nothing presented (Basic mode): the ACL's anonymous rules decide.
+    Anonymous,
+    /// Authenticated by the identity seam, or named by a trusted front
+    /// proxy.
+    Identified(Identity),
+    /// A bearer token that verified (shared with the verified-token cache).
+    Bearer(Arc<AccessClaims>),
+    /// What was presented proves nothing.
+    Unproven(Unproven),
+}
+
+/// Why a presented credential proves nothing.
+pub enum Unproven {
+    /// No credential of the kind this mode takes (the registry treats
+    /// anything but a bearer token as no token).
+    Missing(&'static str),
+    /// A bearer token that did not verify; the reason is safe to log.
+    InvalidToken(String),
+    /// The identity seam refused Basic credentials of this account.
+    Refused {
+        /// The user name presented.
+        account: String,
+        /// Why.
+        error: IdentityError,
+    },
+}
+
+/// What `/auth` answers.
+#[derive(Debug)]
+pub enum Decision {
+    /// 200: let the request through as this user (`None`: anonymous).
+    Allow {
+        /// The account, for the user header.
+        user: Option<String>,
+    },
+    /// 401: a (better) credential may help.
+    Challenge {
+        /// The Bearer challenge's `error` parameter.
+        error: Option<&'static str>,
+        /// Why, for the audit log.
+        reason: String,
+        /// Who asked, when known (for the audit log).
+        account: Option<String>,
+    },
+    /// 403: no credential can help.
+    Deny {
+        /// Why; also told to the client.
+        reason: String,
+        /// Who asked, when known (for the audit log).
+        account: Option<String>,
+    },
+    /// The identity seam could not say who asks (limited, a source down,
+    /// our own failure); answered as the edge maps [`IdentityError`]s.
+    Unidentified {
+        /// Why.
+        error: IdentityError,
+        /// Who asked (for the audit log).
+        account: Option<String>,
+    },
+}
+
+impl Decision {
+    /// An original request that cannot be mapped to the access it needs
+    /// (unknown route, hazardous path, a form body): no credential helps.
+    pub fn unroutable(reason: String) -> Decision {
+        Decision::Deny {
+            reason,
+            account: None,
+        }
+    }
+
+    /// The `outcome` of audit logs and metrics.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Decision::Allow { .. } => "allow",
+            Decision::Challenge { .. } => "challenge",
+            Decision::Deny { .. } => "deny",
+            Decision::Unidentified { error, .. } => error.outcome(),
+        }
+    }
+
+    /// Who asked, as far as known; `""` for nobody.
+    pub fn account(&self) -> &str {
+        let account = match self {
+            Decision::Allow { user } => user,
+            Decision::Challenge { account, .. }
+            | Decision::Deny { account, .. }
+            | Decision::Unidentified { account, .. } => account,
+        };
+        account.as_deref().unwrap_or_default()
+    }
+
+    /// Why it was not an allow, for the audit log; `""` for an allow.
+    pub fn reason(&self) -> String {
+        match self {
+            Decision::Allow { .. } => String::new(),
+            Decision::Challenge { reason, .. } | Decision::Deny { reason, .. } => reason.clone(),
+            Decision::Unidentified { error, .. } => error.detail(),
+        }
+    }
+}
+
+/// What `/auth` answers a `caller` whose original request needs `needed`.
+pub fn decide(caller: Caller, needed: &[ResourceScope], acl: &Acl) -> Decision {
+    match caller {
+        Caller::Identified(identity) => by_acl(Some(&identity), needed, acl),
+        // The `/v2/` ping must challenge, or clients never learn that they
+        // could send credentials; anything else anonymous may do, it may.
+        Caller::Anonymous if needed.is_empty() => Decision::Challenge {
+            error: None,
+            reason: "no credentials".into(),
+            account: None,
+        },
+        Caller::Anonymous => by_acl(None, needed, acl),
+        Caller::Bearer(claims) => by_token(&claims, needed),
+        Caller::Unproven(Unproven::Missing(reason)) => Decision::Challenge {
+            error: None,
+            reason: reason.into(),
+            account: None,
+        },
+        Caller::Unproven(Unproven::InvalidToken(reason)) => Decision::Challenge {
+            error: Some("invalid_token"),
+            reason,
+            account: None,
+        },
+        Caller::Unproven(Unproven::Refused {
+            account,
+            error: error @ IdentityError::WrongCredential { .. },
+        }) => Decision::Challenge {
+            error: None,
+            // The audit line gets the cause too (which API token, which
+            // failed claim), not only what the client is told.
+            reason: error.detail(),
+            account: Some(account),
+        },
+        Caller::Unproven(Unproven::Refused { account, error }) => Decision::Unidentified {
+            error,
+            account: Some(account),
+        },
+    }
+}
+
+/// Basic and trusted-proxy modes: the ACL (and the identity's scope limit)
+/// decide. An identified caller that is refused gets 403 (other credentials
+/// are not on offer); an anonymous one a challenge, since signing in may
+/// help.
+fn by_acl(identity: Option<&Identity>, needed: &[ResourceScope], acl: &Acl) -> Decision {
+    let subject = identity.map_or(Subject::anonymous(), Identity::subject);
+    let limit = identity.and_then(|identity| identity.scope_limit.as_deref());
+    let permitted = |scope: &&ResourceScope| {
+        acl.permits(&subject, scope) && limit.is_none_or(|limit| limit.permits(&subject, scope))
+    };
+    let account = identity.map(|identity| identity.account.clone());
+    match needed.iter().find(|scope| !permitted(scope)) {
+        None => Decision::Allow { user: account },
+        Some(scope) if account.is_some() => Decision::Deny {
+            reason: format!("access denied by the ACL: {}", scope.challenge_string()),
+            account,
+        },
+        Some(scope) => Decision::Challenge {
+            error: None,
+            reason: format!("anonymous access denied: {}", scope.challenge_string()),
+            account: None,
+        },
+    }
+}
+
+/// Token mode: the token's `access` claim must cover every need.
+fn by_token(claims: &AccessClaims, needed: &[ResourceScope]) -> Decision {
+    match needed.iter().find(|scope| !claims.covers(scope)) {
+        None => Decision::Allow {
+            user: Some(claims.sub.clone()).filter(|sub| !sub.is_empty()),
+        },
+        Some(scope) => Decision::Challenge {
+            error: Some("insufficient_scope"),
+            reason: format!("token lacks {}", scope.challenge_string()),
+            account: Some(claims.sub.clone()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acl::RuleSpec;
+    use crate::identity::Source;
+    use crate::scope::parse_scope;
+    use crate::token::AccessEntry;
+
+    fn scope(text: &str) -> ResourceScope {
+        parse_scope(text).unwrap()
+    }
+
+    fn acl(json: &str) -> Acl {
+        let specs: Vec<RuleSpec> = serde_json::from_str(json).unwrap();
+        Acl::compile(&specs).unwrap()
+    }
+
+    fn identity(account: &str, groups: &[&str]) -> Identity {
+        Identity {
+            account: account.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            source: Source::File,
+            refresh_binding: None,
+            scope_limit: None,
+        }
+    }
+
+    fn entry(resource_type: &str, name: &str, actions: &[&str]) -> AccessEntry {
+        AccessEntry {
+            resource_type: resource_type.into(),
+            class: None,
+            name: name.into(),
+            actions: actions.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    fn claims(sub: &str, access: Vec<AccessEntry>) -> Arc<AccessClaims> {
+        Arc::new(AccessClaims {
+            iss: "i".into(),
+            sub: sub.into(),
+            aud: "a".into(),
+            exp: 2,
+            nbf: 0,
+            iat: 0,
+            jti: "j".into(),
+            access,
+        })
+    }
+
+    const RULES: &str = r#"[
+        { "account": "*", "name": "${account}/**", "actions": ["*"] },
+        { "group": "readers", "name": "team/**", "actions": ["pull"] },
+        { "name": "public/**", "actions": ["pull"] }
+    ]"#;
+
+    #[test]
+    fn token_coverage_follows_the_registry() {
+        let token = claims(
+            "alice",
+            vec![
+                entry("repository", "a", &["pull"]),
+                entry("repository", "a", &["push"]),
+                entry("repository", "b", &["*"]),
+                entry("registry", "catalog", &["pull"]),
+            ],
+        );
+        assert!(token.covers(&scope("repository:a:pull,push")));
+        assert!(!token.covers(&scope("repository:a:delete")));
+        assert!(token.covers(&scope("repository:b:delete")));
+        assert!(token.covers(&scope("repository(plugin):b:pull")));
+        assert!(!token.covers(&scope("repository:c:pull")));
+        assert!(!token.covers(&scope("registry:catalog:*")));
+    }
+
+    #[test]
+    fn a_token_allows_as_its_subject_or_asks_for_more_scope() {
+        let token = claims("alice", vec![entry("repository", "a", &["pull"])]);
+        let acl = Acl::default();
+        match decide(
+            Caller::Bearer(token.clone()),
+            &[scope("repository:a:pull")],
+            &acl,
+        ) {
+            Decision::Allow { user } => assert_eq!(user.as_deref(), Some("alice")),
+            other => panic!("{other:?}"),
+        }
+        let anonymous = claims("", vec![]);
+        assert!(matches!(
+            decide(Caller::Bearer(anonymous), &[], &acl),
+            Decision::Allow { user: None }
+        ));
+        match decide(
+            Caller::Bearer(token.clone()),
+            &[scope("repository:a:push")],
+            &acl,
+        ) {
+            Decision::Challenge { error, account, .. } => {
+                assert_eq!(error, Some("insufficient_scope"));
+                assert_eq!(account.as_deref(), Some("alice"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_acl_decides_for_identified_callers_and_refusal_is_final() {
+        let acl = acl(RULES);
+        let alice = identity("alice", &[]);
+        let needs = [scope("repository:alice/app:pull,push,delete")];
+        assert!(matches!(
+            decide(Caller::Identified(alice.clone()), &needs, &acl),
+            Decision::Allow { user: Some(ref u) } if u == "alice"
+        ));
+        let reader = identity("rita", &["readers"]);
+        assert!(matches!(
+            decide(
+                Caller::Identified(reader.clone()),
+                &[scope("repository:team/x:pull")],
+                &acl
+            ),
+            Decision::Allow { .. }
+        ));
+        let denied = decide(
+            Caller::Identified(reader.clone()),
+            &[scope("repository:team/x:push")],
+            &acl,
+        );
+        assert_eq!(denied.outcome(), "deny");
+        assert_eq!(denied.account(), "rita");
+        assert!(denied.reason().contains("repository:team/x:push"));
+    }
+
+    #[test]
+    fn anonymous_callers_get_what_anyone_may_and_a_challenge_otherwise() {
+        let acl = acl(RULES);
+        let pull = [scope("repository:public/base:pull")];
+        assert!(matches!(
+            decide(Caller::Anonymous, &pull, &acl),
+            Decision::Allow { user: None }
+        ));
+        let push = [scope("repository:public/base:push")];
+        assert_eq!(
+            decide(Caller::Anonymous, &push, &acl).outcome(),
+            "challenge"
+        );
+        // The `/v2/` ping needs nothing, and still challenges.
+        assert_eq!(decide(Caller::Anonymous, &[], &acl).outcome(), "challenge");
+    }
+
+    #[test]
+    fn a_scope_limit_narrows_what_the_acl_allows() {
+        let acl = acl(RULES);
+        let mut limited = identity("alice", &[]);
+        limited.scope_limit = Some(Arc::new(self::acl(
+            r#"[{ "name": "alice/app", "actions": ["pull"] }]"#,
+        )));
+        let pull = [scope("repository:alice/app:pull")];
+        let push = [scope("repository:alice/app:push")];
+        let elsewhere = [scope("repository:alice/other:pull")];
+        assert_eq!(
+            decide(Caller::Identified(limited.clone()), &pull, &acl).outcome(),
+            "allow"
+        );
+        assert_eq!(
+            decide(Caller::Identified(limited.clone()), &push, &acl).outcome(),
+            "deny"
+        );
+        assert_eq!(
+            decide(Caller::Identified(limited.clone()), &elsewhere, &acl).outcome(),
+            "deny"
+        );
+    }
+
+    #[test]
+    fn unproven_credentials_challenge_and_seam_failures_pass_through() {
+        let acl = acl(RULES);
+        let needs = [scope("repository:public/base:pull")];
+        let missing = decide(
+            Caller::Unproven(Unproven::Missing("no bearer token")),
+            &needs,
+            &acl,
+        );
+        assert!(matches!(missing, Decision::Challenge { error: None, .. }));
+        let invalid = decide(
+            Caller::Unproven(Unproven::InvalidToken("token expired".into())),
+            &needs,
+            &acl,
+        );
+        assert!(matches!(
+            invalid,
+            Decision::Challenge {
+                error: Some("invalid_token"),
+                ..
+            }
+        ));
+        let wrong = decide(
+            Caller::Unproven(Unproven::Refused {
+                account: "alice".into(),
+                error: IdentityError::wrong("invalid username or password"),
+            }),
+            &needs,
+            &acl,
+        );
+        assert_eq!(wrong.outcome(), "challenge");
+        assert_eq!(wrong.account(), "alice");
+        assert_eq!(wrong.reason(), "invalid username or password");
+        let limited = decide(
+            Caller::Unproven(Unproven::Refused {
+                account: "alice".into(),
+                error: IdentityError::Limited {
+                    retry_after: std::time::Duration::from_secs(3),
+                },
+            }),
+            &needs,
+            &acl,
+        );
+        assert_eq!(limited.outcome(), "limited");
+    }
+}
