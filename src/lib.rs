@@ -22,16 +22,19 @@
 //! - Identities: [`identity`] (presented credentials → who asks, one entry
 //!   point for every source; file users with bcrypt off the reactor and a
 //!   cache of successes in [`identity::files`], refresh tokens in
-//!   [`identity::refresh`]), guarded by [`limiter`] (failed logins per
-//!   account and address: pure, clock passed in) and [`work_queue`]
-//!   (bounded, per-address fair queue for bcrypt), both counting against
-//!   the [`client_address`].
+//!   [`identity::refresh`], scoped API tokens in [`identity::api_tokens`],
+//!   OIDC workload federation in [`identity::federation`] with the issuers'
+//!   keys in [`identity::jwks`]); every source that checks a secret is
+//!   guarded by [`limiter`] (failed logins per account and address: pure,
+//!   clock passed in), and bcrypt by [`work_queue`] (bounded, per-address
+//!   fair queue), both counting against the [`client_address`].
 //! - Checks with state: [`token_cache`] (verified tokens for `/auth`).
 //! - Edges: [`http`] (router; endpoints that parse, ask [`identity`], call
 //!   [`decide`] and answer; the one mapping from errors to responses),
 //!   [`listeners`] (TCP, unix and systemd sockets), [`server`] (accept
 //!   loop, graceful drain), [`metrics`] (Prometheus), [`app`] (wires
-//!   `serve`), [`commands`] (the other CLI commands).
+//!   `serve`), [`commands`] (the other CLI commands), [`token_commands`]
+//!   (`regauth token create|list|revoke`).
 
 pub mod acl;
 pub mod app;

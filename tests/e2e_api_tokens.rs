@@ -51,6 +51,8 @@ struct Deployment<'a> {
     h: &'a Harness,
     /// skopeo's name for a repository.
     at: &'a dyn Fn(&str) -> String,
+    /// The registry's `host:port` as clients log in to it.
+    host: &'a str,
     /// regauth's own TCP listener (`/token`, `/healthz`, `/metrics`).
     regauth: &'a Endpoint,
     /// Whether the registry asks regauth's `/token` (token auth) rather than nginx asking
@@ -66,7 +68,7 @@ impl Deployment<'_> {
 
 #[test]
 fn api_tokens_with_registry_token_auth() {
-    let mut h = Harness::new("api-tokens-token");
+    let mut h = Harness::new("tok-t");
     let (_, cert) = keygen(&h, "ES256", "token");
     let regauth_addr = format!("127.0.0.1:{}", free_port());
     let realm = format!("http://{regauth_addr}/token");
@@ -95,6 +97,7 @@ fn api_tokens_with_registry_token_auth() {
     scenario(&Deployment {
         h: &h,
         at: &at,
+        host: &registry,
         regauth: &regauth,
         token_auth: true,
     });
@@ -102,7 +105,7 @@ fn api_tokens_with_registry_token_auth() {
 
 #[test]
 fn api_tokens_with_nginx_auth_request() {
-    let s = NginxSite::start("api-tokens-nginx", |realm, socket, tcp| {
+    let s = NginxSite::start("tok-n", |realm, socket, tcp| {
         json!({
             "service": SERVICE,
             "issuer": ISSUER,
@@ -119,6 +122,7 @@ fn api_tokens_with_nginx_auth_request() {
     scenario(&Deployment {
         h: &s.h,
         at: &at,
+        host: &s.tls,
         regauth: &s.regauth_tcp,
         token_auth: false,
     });
@@ -152,6 +156,18 @@ fn scenario(d: &Deployment<'_>) {
         .assert_failed(REFUSED);
     sk.push(&team, &(d.at)("team/app:1"), ALICE.into_creds())
         .assert_ok();
+    // podman logs in with the token as its password, as a CI job would.
+    let podman = Podman::new(d.h);
+    let podman_app = make_image(d.h, "ci-podman");
+    let podman_ref = (d.at)("ci/podman:1");
+    podman.load(d.h, &podman_app, &podman_ref);
+    podman.login(d.h, d.host, alice_token).assert_ok();
+    podman.push(d.h, &podman_ref).assert_ok();
+    podman.pull(d.h, &podman_ref, &podman_app).assert_ok();
+    let podman_team = (d.at)("team/podman:1");
+    podman.tag(d.h, &podman_ref, &podman_team);
+    podman.push(d.h, &podman_team).assert_failed(REFUSED);
+
     // The token is alice's: another user name with it is refused.
     sk.pull(&(d.at)("ci/app:1"), (ROBOT.0, secret.as_str()).into_creds())
         .assert_failed(REFUSED);

@@ -44,6 +44,8 @@ fn acl() -> Value {
 struct Deployment<'a> {
     h: &'a Harness,
     at: &'a dyn Fn(&str) -> String,
+    /// The registry's `host:port` as clients log in to it.
+    host: &'a str,
     regauth: &'a Endpoint,
     /// `/token` answers the federation errors itself (token auth), or nginx's `/auth`
     /// does (Basic mode).
@@ -52,8 +54,8 @@ struct Deployment<'a> {
 
 #[test]
 fn federation_with_registry_token_auth() {
-    let mut issuer = OidcIssuer::start("fed-token");
-    let mut h = Harness::new("fed-token");
+    let mut issuer = OidcIssuer::start("fed-t");
+    let mut h = Harness::new("fed-t");
     let (_, cert) = keygen(&h, "ES256", "token");
     let regauth_addr = format!("127.0.0.1:{}", free_port());
     let realm = format!("http://{regauth_addr}/token");
@@ -82,6 +84,7 @@ fn federation_with_registry_token_auth() {
         &Deployment {
             h: &h,
             at: &at,
+            host: &registry,
             regauth: &regauth,
             token_auth: true,
         },
@@ -91,8 +94,8 @@ fn federation_with_registry_token_auth() {
 
 #[test]
 fn federation_with_nginx_auth_request() {
-    let mut issuer = OidcIssuer::start("fed-nginx");
-    let s = NginxSite::start("fed-nginx", |realm, socket, tcp| {
+    let mut issuer = OidcIssuer::start("fed-n");
+    let s = NginxSite::start("fed-n", |realm, socket, tcp| {
         json!({
             "service": SERVICE,
             "issuer": ISSUER,
@@ -109,6 +112,7 @@ fn federation_with_nginx_auth_request() {
         &Deployment {
             h: &s.h,
             at: &at,
+            host: &s.tls,
             regauth: &s.regauth_tcp,
             token_auth: false,
         },
@@ -138,6 +142,15 @@ fn scenario(d: &Deployment<'_>, issuer: &mut OidcIssuer) {
         line.contains("federation") || line.contains(&issuer.url),
         "{line}"
     );
+
+    // podman, as in the GitLab CI example: login with the ID token, push, pull.
+    let podman = Podman::new(d.h);
+    let podman_app = make_image(d.h, "fed-podman");
+    let podman_ref = (d.at)("ci-acme/podman:1");
+    podman.load(d.h, &podman_app, &podman_ref);
+    podman.login(d.h, d.host, ("gitlab-ci", &good)).assert_ok();
+    podman.push(d.h, &podman_ref).assert_ok();
+    podman.pull(d.h, &podman_ref, &podman_app).assert_ok();
 
     // A failed condition (a tag, not a branch): refused.
     let tag = issuer.mint(&issuer.github_claims(SERVICE, "Acme", "refs/tags/v1"));

@@ -1,15 +1,17 @@
 //! `regauth jwks` on the real binary, checked the way registry 3 uses a JWKS file: the
 //! token's header `kid` is looked up literally among the set's kids and the token must
-//! verify with that JWK (parsed by jsonwebtoken, not by regauth's own code), across a key
-//! rotation; plus `--private-key` and the `check-config` warnings about the two setups
-//! registry 3 refuses wholesale.
+//! verify with that JWK, across a key rotation. Two independent readers do the check:
+//! jsonwebtoken, and go-jose (the JOSE library registry 3 is built on; Debian's v2) in
+//! `tests/jose/main.go`, built here with Debian's Go. Plus `--private-key` and the
+//! `check-config` warnings about the two setups registry 3 refuses wholesale.
 
 mod support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
+use std::path::PathBuf;
+use std::process::{Command, Output};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -96,6 +98,65 @@ fn verify_like_registry_3(set: &Value, token: &str) {
         .unwrap_or_else(|e| panic!("token with kid {kid} does not verify: {e}"));
 }
 
+/// Where Debian's golang-gopkg-square-go-jose.v2-dev puts the library (GOPATH layout).
+const GOPATH: &str = "/usr/share/gocode";
+
+/// Builds `tests/jose/main.go` into the harness; `None` (and a note) without Go or go-jose.
+fn build_jose_verify(h: &Harness) -> Option<PathBuf> {
+    let go = ["/usr/bin/go", "/usr/lib/go/bin/go"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.exists());
+    let library = Path::new(GOPATH).join("src/gopkg.in/square/go-jose.v2/jwk.go");
+    let (Some(go), true) = (go, library.exists()) else {
+        eprintln!("skipped go-jose check: needs golang-go and golang-gopkg-square-go-jose.v2-dev (tests/run.sh installs them)");
+        return None;
+    };
+    let binary = h.file("jose-verify");
+    let out = Command::new(go)
+        .args(["build", "-o"])
+        .arg(&binary)
+        .arg(".")
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/jose"))
+        .env("GO111MODULE", "off")
+        .env("GOPATH", GOPATH)
+        .env("GOCACHE", h.mkdir("gocache"))
+        .output()
+        .expect("run go build");
+    assert!(
+        out.status.success(),
+        "go build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(binary)
+}
+
+/// `jose-verify JWKS ISSUER SERVICE TOKEN...`: its lines, and whether all verified.
+fn jose_verify(h: &Harness, verifier: &Path, set: &str, tokens: &[&str]) -> (bool, Vec<String>) {
+    let file = h.write("check.jwks", set);
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = Command::new(verifier)
+        .arg(&file)
+        .args([ISSUER, SERVICE])
+        .args(tokens)
+        .output()
+        .expect("run jose-verify");
+    assert!(
+        matches!(status.code(), Some(0 | 1)),
+        "jose-verify: {}",
+        String::from_utf8_lossy(&stderr)
+    );
+    let lines = String::from_utf8(stdout)
+        .expect("UTF-8")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    (status.success(), lines)
+}
+
 /// Rotation with a JWKS: tokens of the old RSA key (PS256) and of the new EC key, whose
 /// x coordinate starts with a zero byte, both verify against the printed set.
 #[test]
@@ -138,6 +199,48 @@ fn tokens_verify_against_the_printed_jwks_across_a_rotation() {
     assert_eq!(keys[1]["kid"], old_set["keys"][0]["kid"]);
     verify_like_registry_3(&set, &new_token);
     verify_like_registry_3(&set, &old_token);
+
+    // go-jose reads the very text regauth printed, and finds and verifies both tokens.
+    let printed = regauth_cmd(
+        &[
+            "jwks",
+            "--config",
+            h.file("regauth.json").to_str().expect("UTF-8"),
+        ],
+        "",
+    );
+    if let Some(verifier) = build_jose_verify(&h) {
+        let old_kid = header(&old_token)["kid"].as_str().expect("kid").to_owned();
+        let (ok, lines) = jose_verify(&h, &verifier, &printed, &[&new_token, &old_token]);
+        assert!(ok, "{lines:?}");
+        assert_eq!(
+            lines,
+            [format!("ok {LEADING_ZERO_KID}"), format!("ok {old_kid}")]
+        );
+        // What go-jose does to a JWKS whose x lost its leading zero byte, as a writer
+        // that encodes Go's big.Int.Bytes() would produce: the whole file is refused.
+        let mut stripped = set.clone();
+        let x = URL_SAFE_NO_PAD
+            .decode(keys[0]["x"].as_str().expect("x"))
+            .expect("x");
+        stripped["keys"][0]["x"] = URL_SAFE_NO_PAD.encode(&x[1..]).into();
+        let (ok, lines) = jose_verify(&h, &verifier, &stripped.to_string(), &[&new_token]);
+        assert!(!ok);
+        assert!(lines[0].contains("wrong length for x"), "{lines:?}");
+        // A token with x5c is not for the JWKS, whatever its kid.
+        let certificate = fixture(&h, "ec-leading-zero-x.crt", "current.crt");
+        let with_x5c = config(
+            &addr,
+            json!({ "algorithm": "ES256", "private_key": new_key, "kid": "thumbprint",
+                    "certificate": certificate, "trusted_certificates": [old_cert] }),
+        );
+        reconfigure_regauth(&mut h, &with_x5c, &ep);
+        let x5c_token = fetch_token(&ep, "/token", SERVICE, None, &scope);
+        assert!(header(&x5c_token).get("x5c").is_some());
+        let (ok, lines) = jose_verify(&h, &verifier, &printed, &[&x5c_token]);
+        assert!(!ok);
+        assert!(lines[0].contains("x5c"), "{lines:?}");
+    }
 
     // Once the old certificate leaves the set, its tokens have no key in the JWKS.
     let done = config(

@@ -128,6 +128,7 @@ fn files_are_where_debian_looks_with_their_modes() {
         ("/etc/nginx/regauth/regauth-protect.conf", "-rw-r--r--"),
         ("/usr/share/doc/regauth/copyright", "-rw-r--r--"),
         ("/usr/share/doc/regauth/changelog.Debian.gz", "-rw-r--r--"),
+        ("/usr/share/lintian/overrides/regauth", "-rw-r--r--"),
         (
             "/usr/share/doc/regauth/examples/nginx/registry.conf",
             "-rw-r--r--",

@@ -36,6 +36,8 @@ fi
 version="$(sed -n '/^\[package\]/,/^\[/ s/^version = "\(.*\)"$/\1/p' "$top/Cargo.toml")"
 [[ -n $version ]] || { echo "build.sh: no version in Cargo.toml" >&2; exit 1; }
 arch="$(dpkg --print-architecture)"
+# Who answers for this build; set DEB_MAINTAINER="Name <address>" for a real one.
+maintainer="${DEB_MAINTAINER:-regauth developers <regauth@example.org>}"
 debversion="$version-1"
 
 work="$(mktemp -d)"
@@ -84,16 +86,18 @@ Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: regauth
 
 Files: *
+Copyright: 2026 regauth developers
 License: Apache-2.0
  On Debian systems the full text of the Apache License 2.0 is in
  /usr/share/common-licenses/Apache-2.0.
 COPYRIGHT
 chmod 0644 "$stage/$doc/copyright"
 printf 'regauth (%s) unstable; urgency=medium\n\n  * Built from the regauth source tree.\n\n -- %s  %s\n' \
-    "$debversion" "${DEB_MAINTAINER:-regauth developers <regauth@localhost>}" \
+    "$debversion" "$maintainer" \
     "$(date -R -d "@${SOURCE_DATE_EPOCH:-$(date +%s)}")" |
     gzip -9n >"$stage/$doc/changelog.Debian.gz"
 chmod 0644 "$stage/$doc/changelog.Debian.gz"
+put 0644 "$here/lintian-overrides" usr/share/lintian/overrides/regauth
 
 # Shared-library dependencies, the way dpkg-shlibdeps computes them for any package.
 mkdir -p "$work/src/debian"
@@ -112,21 +116,22 @@ cat >"$stage/DEBIAN/control" <<CONTROL
 Package: regauth
 Version: $debversion
 Architecture: $arch
-Maintainer: ${DEB_MAINTAINER:-regauth developers <regauth@localhost>}
+Maintainer: $maintainer
 Installed-Size: $installed_size
 Depends: $shlibs, adduser
 Suggests: nginx
 Section: net
 Priority: optional
 Description: token server and nginx auth_request sidecar for container registries
- regauth guards private container registries (Docker Distribution 2.x and 3.x, Pulp,
- anything that speaks /v2/). It issues the signed tokens of the Distribution token
- authentication spec and answers nginx auth_request subrequests for each registry
- request, from htpasswd users and an ordered access list.
+ regauth guards private container registries (Docker Distribution 2.x and
+ 3.x, Pulp, anything that speaks /v2/). It issues the signed tokens of the
+ Distribution token authentication spec and answers nginx auth_request
+ subrequests for each registry request, from htpasswd users and an ordered
+ access list.
  .
- This package ships the binary, socket-activated systemd units (not enabled by
- default), nginx includes in /etc/nginx/regauth/ and an example configuration in
- /etc/regauth/.
+ This package ships the binary, socket-activated systemd units (not
+ enabled by default), nginx includes in /etc/nginx/regauth/ and an example
+ configuration in /etc/regauth/.
 CONTROL
 
 mkdir -p "$output"

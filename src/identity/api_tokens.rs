@@ -90,7 +90,7 @@ pub enum TokenFileError {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TokenFile {
-    /// Format version, [`FILE_VERSION`].
+    /// Format version (1).
     pub version: u32,
     /// The tokens, oldest first.
     pub tokens: Vec<TokenRecord>,

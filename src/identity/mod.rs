@@ -7,8 +7,10 @@
 //!   name and a password) with the client's address: `GET /token` with
 //!   Basic, the OAuth2 password grant and `/auth` in Basic mode all go
 //!   through it. Each source that checks a secret is tried there, behind the
-//!   login limiter; today that is [`files`] (inline users and htpasswd).
-//!   New sources (API tokens, OIDC federation, LDAP) live in
+//!   login limiter, chosen by the password's shape: [`api_tokens`] (scoped
+//!   API tokens, `rgt_…`), [`federation`] (OIDC ID tokens of trusted
+//!   issuers, whose keys [`jwks`] fetches and caches), else [`files`]
+//!   (inline users and htpasswd). New sources (LDAP) live in
 //!   `identity/<source>.rs` and add a [`Source`] variant.
 //! - [`refresh::redeem`] turns a refresh token back into an [`Identity`]
 //!   while the credential it was bound to still holds.
