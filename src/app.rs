@@ -5,10 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use socket2::Socket;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{parse_listen_address, ListenAddress, LogFormat, LogSettings};
+use crate::config::{LogFormat, LogSettings};
 use crate::snapshot::Snapshot;
 use crate::state::State;
 use crate::{listeners, server};
@@ -28,7 +27,10 @@ pub fn serve(config_path: &Path) -> anyhow::Result<()> {
     runtime.block_on(serve_async(config_path, inherited))
 }
 
-async fn serve_async(config_path: PathBuf, inherited: Vec<Socket>) -> anyhow::Result<()> {
+async fn serve_async(
+    config_path: PathBuf,
+    inherited: Vec<listeners::InheritedSocket>,
+) -> anyhow::Result<()> {
     let path = config_path.clone();
     let snapshot = tokio::task::spawn_blocking(move || Snapshot::load(&path))
         .await
@@ -48,18 +50,11 @@ async fn serve_async(config_path: PathBuf, inherited: Vec<Socket>) -> anyhow::Re
     metrics::gauge!("regauth_config_generation").set(1.0);
 
     // Socket activation replaces the configured listeners; an inherited
-    // unix socket is trusted when the configured unix listener is.
-    let trust_unix = listen.iter().any(|spec| {
-        spec.trusted()
-            && matches!(
-                parse_listen_address(spec.address()),
-                Ok(ListenAddress::Unix(_))
-            )
-    });
+    // socket takes the options of the configured listener at its address.
     // Handlers go in before anything listens: a SIGTERM that arrives once
     // we are ready must drain, not kill.
     let shutdown = shutdown_signal()?;
-    let mut listeners = listeners::inherited_listeners(inherited, trust_unix)?;
+    let mut listeners = listeners::inherited_listeners(inherited, &listen)?;
     if listeners.is_empty() {
         listeners = listeners::bind_all(&listen, backlog)?;
     } else {

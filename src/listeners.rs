@@ -4,7 +4,7 @@
 //! socket activation; and accepting connections on them.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -12,13 +12,13 @@ use anyhow::{bail, Context};
 use socket2::{Domain, SockAddr, Socket, Type};
 use tokio::net::{TcpListener, UnixListener};
 
-use crate::config::{parse_listen_address, parse_socket_mode, ListenAddress, ListenSpec};
+use crate::config::{Backlog, ListenAddress, Listener};
 
-/// A bound listening socket and what requests on it may be trusted with.
+/// A bound listening socket and the configured listener it serves, whose
+/// options (trusted or not, ...) apply to every connection on it.
 pub struct BoundListener {
     socket: ListenerSocket,
-    /// Whether a front proxy's user header is honoured on this socket.
-    pub(crate) trusted: bool,
+    options: Listener,
     /// For logs.
     label: String,
     /// A unix socket file we created and remove again on exit.
@@ -31,9 +31,61 @@ enum ListenerSocket {
 }
 
 impl BoundListener {
+    fn new(socket: ListenerSocket, options: Listener, label: String) -> BoundListener {
+        BoundListener {
+            socket,
+            options,
+            label,
+            owned_path: None,
+        }
+    }
+
+    /// Serves a TCP socket the caller bound (tests bind `127.0.0.1:0` and
+    /// know the port before the server runs), with the options of
+    /// `options` (its address is replaced by the socket's). Must run inside
+    /// the tokio runtime.
+    pub fn from_tcp(socket: std::net::TcpListener, options: Listener) -> io::Result<BoundListener> {
+        socket.set_nonblocking(true)?;
+        let address = socket.local_addr()?;
+        let options = Listener {
+            address: ListenAddress::Tcp(address),
+            ..options
+        };
+        let listener = TcpListener::from_std(socket)?;
+        Ok(BoundListener::new(
+            ListenerSocket::Tcp(listener),
+            options,
+            address.to_string(),
+        ))
+    }
+
+    /// Serves a unix socket the caller bound; as [`BoundListener::from_tcp`].
+    /// The socket file stays the caller's.
+    pub fn from_unix(
+        socket: std::os::unix::net::UnixListener,
+        options: Listener,
+    ) -> io::Result<BoundListener> {
+        socket.set_nonblocking(true)?;
+        let label = match socket.local_addr()?.as_pathname() {
+            Some(path) => format!("unix:{}", path.display()),
+            None => "unix".to_owned(),
+        };
+        let listener = UnixListener::from_std(socket)?;
+        Ok(BoundListener::new(
+            ListenerSocket::Unix(listener),
+            options,
+            label,
+        ))
+    }
+
     /// Where it listens, for logs.
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    /// The options of the configured listener this socket serves.
+    pub fn options(&self) -> &Listener {
+        &self.options
     }
 }
 
@@ -46,21 +98,23 @@ impl Drop for BoundListener {
 }
 
 /// Binds every configured listener. Must run inside the tokio runtime.
-pub fn bind_all(specs: &[ListenSpec], backlog: u32) -> anyhow::Result<Vec<BoundListener>> {
-    specs.iter().map(|spec| bind_one(spec, backlog)).collect()
+pub fn bind_all(listeners: &[Listener], backlog: Backlog) -> anyhow::Result<Vec<BoundListener>> {
+    listeners
+        .iter()
+        .map(|listener| bind_one(listener, backlog))
+        .collect()
 }
 
-fn bind_one(spec: &ListenSpec, backlog: u32) -> anyhow::Result<BoundListener> {
-    let address = parse_listen_address(spec.address()).map_err(anyhow::Error::msg)?;
-    let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
-    let label = address.to_string();
-    let (socket, owned_path) = match &address {
-        ListenAddress::Tcp(socket_address) => {
-            let socket = Socket::new(Domain::for_address(*socket_address), Type::STREAM, None)?;
+fn bind_one(listener: &Listener, backlog: Backlog) -> anyhow::Result<BoundListener> {
+    let backlog = backlog.as_c_int();
+    let label = listener.address.to_string();
+    let (socket, owned_path) = match &listener.address {
+        &ListenAddress::Tcp(socket_address) => {
+            let socket = Socket::new(Domain::for_address(socket_address), Type::STREAM, None)?;
             socket.set_reuse_address(true)?;
             socket.set_nonblocking(true)?;
             socket
-                .bind(&SockAddr::from(*socket_address))
+                .bind(&SockAddr::from(socket_address))
                 .and_then(|()| socket.listen(backlog))
                 .with_context(|| format!("failed to bind {label}"))?;
             let listener = TcpListener::from_std(std::net::TcpListener::from(socket))?;
@@ -82,13 +136,7 @@ fn bind_one(spec: &ListenSpec, backlog: u32) -> anyhow::Result<BoundListener> {
             with_umask(OWNER_ONLY_UMASK, || socket.bind(&address))
                 .and_then(|()| socket.listen(backlog))
                 .with_context(|| format!("failed to bind {label}"))?;
-            let (mode, group) = match spec {
-                ListenSpec::Detailed(options) => {
-                    (options.mode.as_deref(), options.group.as_deref())
-                }
-                ListenSpec::Address(_) => (None, None),
-            };
-            if let Err(error) = apply_socket_options(path, mode, group, spec.trusted()) {
+            if let Err(error) = apply_socket_options(path, listener) {
                 // Ours and unusable: do not leave it for the next start.
                 let _ = std::fs::remove_file(path);
                 return Err(error);
@@ -99,7 +147,7 @@ fn bind_one(spec: &ListenSpec, backlog: u32) -> anyhow::Result<BoundListener> {
     };
     Ok(BoundListener {
         socket,
-        trusted: spec.trusted(),
+        options: listener.clone(),
         label,
         owned_path,
     })
@@ -151,13 +199,8 @@ fn with_umask<T>(mask: u32, create: impl FnOnce() -> T) -> T {
 
 /// Gives the socket file its group, then its mode: the configured one, or
 /// the default for a trusted or an ordinary socket.
-fn apply_socket_options(
-    path: &Path,
-    mode: Option<&str>,
-    group: Option<&str>,
-    trusted: bool,
-) -> anyhow::Result<()> {
-    if let Some(group) = group {
+fn apply_socket_options(path: &Path, listener: &Listener) -> anyhow::Result<()> {
+    if let Some(group) = &listener.group {
         let gid = nix::unistd::Group::from_name(group)
             .with_context(|| format!("cannot look up group {group}"))?
             .with_context(|| format!("no such group: {group}"))?
@@ -165,9 +208,9 @@ fn apply_socket_options(
         std::os::unix::fs::chown(path, None, Some(gid.as_raw()))
             .with_context(|| format!("cannot give {} to group {group}", path.display()))?;
     }
-    let mode = match mode {
-        Some(mode) => parse_socket_mode(mode).map_err(anyhow::Error::msg)?,
-        None if trusted => DEFAULT_TRUSTED_SOCKET_MODE,
+    let mode = match listener.mode {
+        Some(mode) => mode.bits(),
+        None if listener.trusted => DEFAULT_TRUSTED_SOCKET_MODE,
         None => DEFAULT_SOCKET_MODE,
     };
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
@@ -175,97 +218,110 @@ fn apply_socket_options(
     Ok(())
 }
 
+/// A socket passed by systemd socket activation, with the name its unit
+/// gave it (`FileDescriptorName=`, "unknown" without one).
+pub struct InheritedSocket {
+    socket: Socket,
+    name: String,
+}
+
 /// Takes the sockets passed by systemd socket activation (`LISTEN_FDS`),
 /// if this process is their addressee, and clears the variables so that
 /// children do not claim them too. It edits the environment, so call it
 /// before any other thread runs (before the tokio runtime starts).
-pub fn take_inherited_sockets() -> anyhow::Result<Vec<Socket>> {
-    let for_us = std::env::var("LISTEN_PID")
-        .ok()
-        .and_then(|pid| pid.parse::<u32>().ok())
-        .is_some_and(|pid| pid == std::process::id());
-    let count: RawFd = std::env::var("LISTEN_FDS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    // Still single-threaded here, so nobody reads the environment while
-    // it changes.
-    std::env::remove_var("LISTEN_PID");
-    std::env::remove_var("LISTEN_FDS");
+pub fn take_inherited_sockets() -> anyhow::Result<Vec<InheritedSocket>> {
+    // sd_notify checks LISTEN_PID, counts, marks the descriptors
+    // close-on-exec and clears LISTEN_PID/LISTEN_FDS. The names are read
+    // here: its own name handling refuses a LISTEN_FDNAMES left over for
+    // another process, which must not stop this one from starting.
+    let names = std::env::var("LISTEN_FDNAMES").ok();
     std::env::remove_var("LISTEN_FDNAMES");
-    if !for_us || count <= 0 {
-        return Ok(Vec::new());
-    }
-    const SD_LISTEN_FDS_START: RawFd = 3;
-    let mut sockets = Vec::new();
-    for fd in SD_LISTEN_FDS_START..SD_LISTEN_FDS_START.saturating_add(count) {
-        // SAFETY: systemd's protocol hands us these descriptors, open and
-        // owned by nobody else in this process; LISTEN_PID confirmed that
-        // they are meant for this process, and the variables are gone now,
-        // so they are taken exactly once.
-        let socket = unsafe { Socket::from_raw_fd(fd) };
-        socket
-            .set_cloexec(true)
-            .with_context(|| format!("inherited descriptor {fd} is not usable"))?;
-        sockets.push(socket);
-    }
-    Ok(sockets)
+    let descriptors: Vec<_> = sd_notify::listen_fds()
+        .context("cannot take the sockets systemd passed (LISTEN_FDS)")?
+        .collect();
+    let names: Vec<String> = match names {
+        Some(names) if names.split(':').count() == descriptors.len() => {
+            names.split(':').map(str::to_owned).collect()
+        }
+        _ => vec!["unknown".to_owned(); descriptors.len()],
+    };
+    Ok(descriptors
+        .into_iter()
+        .zip(names)
+        .map(|(fd, name)| InheritedSocket {
+            // SAFETY: systemd's protocol hands us these descriptors, open
+            // and owned by nobody else in this process; sd_notify checked
+            // LISTEN_PID and cleared the variables, so they are taken
+            // exactly once.
+            socket: unsafe { Socket::from_raw_fd(fd) },
+            name,
+        })
+        .collect())
 }
 
 /// Turns sockets from [`take_inherited_sockets`] into listeners. Must run
-/// inside the tokio runtime. Inherited unix sockets are marked trusted
-/// when `trust_unix` is set (the shipped `regauth.socket` is nginx's).
+/// inside the tokio runtime. An inherited socket bound to the address of a
+/// configured listener gets that listener's options (trusted, budget, ...);
+/// any other unix socket is trusted when a configured unix listener is
+/// (the shipped `regauth.socket` is nginx's and its path may differ).
 pub fn inherited_listeners(
-    sockets: Vec<Socket>,
-    trust_unix: bool,
+    sockets: Vec<InheritedSocket>,
+    configured: &[Listener],
 ) -> anyhow::Result<Vec<BoundListener>> {
+    let trust_unix = configured
+        .iter()
+        .any(|listener| listener.trusted && listener.is_unix());
     let mut listeners = Vec::new();
-    for socket in sockets {
+    for InheritedSocket { socket, name } in sockets {
         let fd = socket.as_raw_fd();
         let local = socket
             .local_addr()
-            .with_context(|| format!("inherited descriptor {fd} is not a socket"))?;
+            .with_context(|| format!("inherited descriptor {fd} ({name}) is not a socket"))?;
         // A datagram socket, or one nobody called listen() on, would make
         // every accept fail: refuse it at start instead.
         if socket.r#type().ok() != Some(Type::STREAM) {
-            bail!("inherited socket {fd} is not a stream socket; use ListenStream= in the .socket unit");
+            bail!("inherited socket {fd} ({name}) is not a stream socket; use ListenStream= in the .socket unit");
         }
         #[cfg(target_os = "linux")]
         if !socket.is_listener().unwrap_or(true) {
-            bail!("inherited socket {fd} is not listening; use ListenStream= (not Accept=yes) in the .socket unit");
+            bail!("inherited socket {fd} ({name}) is not listening; use ListenStream= (not Accept=yes) in the .socket unit");
         }
         socket.set_nonblocking(true)?;
+        let address = match (local.as_socket(), local.as_pathname()) {
+            (Some(address), _) => Some(ListenAddress::Tcp(address)),
+            (None, Some(path)) => Some(ListenAddress::Unix(path.to_owned())),
+            (None, None) => None,
+        };
+        let options = configured
+            .iter()
+            .find(|listener| Some(&listener.address) == address.as_ref())
+            .cloned();
+        let shown = address
+            .as_ref()
+            .map_or_else(|| "unix".to_owned(), ToString::to_string);
+        let label = match name.as_str() {
+            "unknown" => format!("systemd fd {fd} ({shown})"),
+            name => format!("systemd fd {fd} ({shown}, named {name})"),
+        };
         let listener = if local.is_unix() {
-            let label = match local.as_pathname() {
-                Some(path) => format!("systemd fd {fd} (unix:{})", path.display()),
-                None => format!("systemd fd {fd} (unix)"),
-            };
-            let listener = UnixListener::from_std(std::os::unix::net::UnixListener::from(socket))?;
-            BoundListener {
-                socket: ListenerSocket::Unix(listener),
+            let options = options.unwrap_or_else(|| Listener {
                 trusted: trust_unix,
-                label,
-                owned_path: None,
-            }
+                ..Listener::at(address.unwrap_or(ListenAddress::Unix(PathBuf::new())))
+            });
+            let listener = UnixListener::from_std(std::os::unix::net::UnixListener::from(socket))?;
+            BoundListener::new(ListenerSocket::Unix(listener), options, label)
         } else {
-            let listener = TcpListener::from_std(std::net::TcpListener::from(socket))?;
-            let label = format!("systemd fd {fd} ({})", listener_addr(&listener));
-            BoundListener {
-                socket: ListenerSocket::Tcp(listener),
-                trusted: false,
-                label,
-                owned_path: None,
-            }
+            let listener = std::net::TcpListener::from(socket);
+            let options = match options {
+                Some(options) => options,
+                None => Listener::at(ListenAddress::Tcp(listener.local_addr()?)),
+            };
+            let listener = TcpListener::from_std(listener)?;
+            BoundListener::new(ListenerSocket::Tcp(listener), options, label)
         };
         listeners.push(listener);
     }
     Ok(listeners)
-}
-
-fn listener_addr(listener: &TcpListener) -> String {
-    listener
-        .local_addr()
-        .map_or_else(|_| "tcp".to_owned(), |address| address.to_string())
 }
 
 /// An accepted connection.

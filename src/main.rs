@@ -37,7 +37,7 @@ enum Command {
     /// Create a signing key and a self-signed certificate for the registry.
     Keygen {
         /// ES256 or RS256 (PS256 keys are RSA keys too).
-        #[arg(long, default_value = "ES256", value_parser = parse_algorithm)]
+        #[arg(long, value_enum, default_value_t = Algorithm::Es256, ignore_case = true)]
         algorithm: Algorithm,
         /// Where to write the private key (mode 0600).
         #[arg(long)]
@@ -75,11 +75,6 @@ enum Command {
         #[arg(long)]
         private_key: Option<PathBuf>,
     },
-}
-
-fn parse_algorithm(text: &str) -> Result<Algorithm, String> {
-    serde_json::from_value(serde_json::Value::String(text.to_owned()))
-        .map_err(|_| format!("`{text}` is not one of ES256, RS256, PS256"))
 }
 
 fn main() -> ExitCode {

@@ -31,35 +31,50 @@ enum Trigger {
     Signal,
 }
 
+/// The reloader's memory between two triggers.
+struct Reloader {
+    state: Arc<State>,
+    /// What the process runs with until it restarts: settings a reload
+    /// cannot apply are compared with this.
+    started: Config,
+    /// The files named by the last config that parsed, whether it loaded
+    /// or not: after a refusal, the file that would fix it (say, an
+    /// htpasswd file it names that does not exist yet) must be watched too.
+    sources: Vec<PathBuf>,
+    /// What the files held at the last attempt, good or bad: a file event
+    /// that leaves them so is not a change. Remembering failed attempts too
+    /// reports a broken config once, not again on every unrelated event in
+    /// its directory (editor swap files, other services' files).
+    last_seen: [u8; 32],
+    /// The directories being watched for `sources`.
+    watched: Watched,
+}
+
 /// Starts watching and returns at once; reloading runs on its own task
 /// until the process ends. Call it with the snapshot loaded at start in
 /// force: settings a reload cannot apply are compared with that one.
 pub fn spawn(state: Arc<State>) -> anyhow::Result<()> {
-    let (events, mut triggers) = mpsc::unbounded_channel();
+    let (events, triggers) = mpsc::unbounded_channel();
     let file_events = events.clone();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok_and(|event| !event.kind.is_access()) {
             let _ = file_events.send(Trigger::FileChanged);
         }
     })?;
-    let mut watched = Watched {
-        watcher,
-        directories: BTreeSet::new(),
-        unwatchable: BTreeSet::new(),
-    };
     let snapshot = state.snapshot();
-    // What the process runs with until it restarts.
-    let started = snapshot.config.clone();
-    // The files named by the last config that parsed, whether it loaded or
-    // not: after a refusal, the file that would fix it (say, an htpasswd
-    // file it names that does not exist yet) must be watched too.
-    let mut sources = snapshot.source_files.clone();
-    watched.follow(&sources);
-    // What the files held at the last attempt, good or bad: a file event
-    // that leaves them so is not a change. Remembering failed attempts too
-    // reports a broken config once, not again on every unrelated event in
-    // its directory (editor swap files, other services' files).
-    let mut last_seen = files_fingerprint(&sources);
+    let sources = snapshot.source_files.clone();
+    let mut reloader = Reloader {
+        started: snapshot.config.clone(),
+        last_seen: files_fingerprint(&sources),
+        sources,
+        watched: Watched {
+            watcher,
+            directories: BTreeSet::new(),
+            unwatchable: BTreeSet::new(),
+        },
+        state,
+    };
+    reloader.watched.follow(&reloader.sources);
 
     let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     tokio::spawn(async move {
@@ -67,8 +82,12 @@ pub fn spawn(state: Arc<State>) -> anyhow::Result<()> {
             let _ = events.send(Trigger::Signal);
         }
     });
+    tokio::spawn(reloader.run(triggers));
+    Ok(())
+}
 
-    tokio::spawn(async move {
+impl Reloader {
+    async fn run(mut self, mut triggers: mpsc::UnboundedReceiver<Trigger>) {
         while let Some(mut trigger) = triggers.recv().await {
             // Let the burst of events one save makes settle.
             tokio::time::sleep(DEBOUNCE).await;
@@ -77,23 +96,23 @@ pub fn spawn(state: Arc<State>) -> anyhow::Result<()> {
                     trigger = next;
                 }
             }
-            sources = sources_off_reactor(state.config_path.clone(), sources).await;
+            let sources = std::mem::take(&mut self.sources);
+            self.sources = sources_off_reactor(self.state.config_path.clone(), sources).await;
             // Watched before the fingerprint is taken: a file that changes
             // (or appears) later sends an event, one that changed earlier is
             // part of the fingerprint.
-            watched.follow(&sources);
+            self.watched.follow(&self.sources);
             // Taken before the load: a write that lands during the load then
             // shows up as a difference at its own event, never as "seen".
-            let before = fingerprint_off_reactor(sources.clone()).await;
+            let before = fingerprint_off_reactor(self.sources.clone()).await;
             // SIGHUP always reloads.
-            if matches!(trigger, Trigger::FileChanged) && before == last_seen {
+            if matches!(trigger, Trigger::FileChanged) && before == self.last_seen {
                 continue;
             }
-            last_seen = before;
-            reload(&state, &started, trigger).await;
+            self.last_seen = before;
+            reload(&self.state, &self.started, trigger).await;
         }
-    });
-    Ok(())
+    }
 }
 
 /// The files the config at `config_path` names now; `previous` when it

@@ -27,14 +27,14 @@ pub async fn run(
     state: Arc<State>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let max_connections = state.snapshot().config.limits.max_connections;
+    let max_connections = state.snapshot().config.limits.max_connections.as_usize();
     let connection_slots = Arc::new(Semaphore::new(max_connections));
     let (stop_accepting, stopped) = watch::channel(false);
     let mut accept_tasks = Vec::new();
     for listener in listeners {
         tracing::info!(
             listener = listener.label(),
-            trusted = listener.trusted,
+            trusted = listener.options().trusted,
             "listening"
         );
         let context = AcceptContext {
@@ -62,18 +62,18 @@ pub async fn run(
             ),
         }
     }
-    let grace_secs = state.snapshot().config.limits.shutdown_grace_secs;
+    let grace = state.snapshot().config.limits.shutdown_grace;
     let all_drained = async {
         for drain in drains {
             let _ = drain.await;
         }
     };
-    if tokio::time::timeout(Duration::from_secs(grace_secs), all_drained)
+    if tokio::time::timeout(grace.duration(), all_drained)
         .await
         .is_err()
     {
         tracing::warn!(
-            grace_secs,
+            grace_secs = grace.secs(),
             "connections still open after the grace period; closing them"
         );
     }
@@ -112,9 +112,9 @@ async fn accept_loop(
                 backoff = Duration::from_millis(10);
                 let connection = Arc::new(Connection {
                     peer,
-                    trusted: listener.trusted,
+                    trusted: listener.options().trusted,
                 });
-                serve(stream, connection, &context, connections.watcher(), slot);
+                spawn_connection(stream, connection, &context, connections.watcher(), slot);
             }
             Err(error) => {
                 // EMFILE and friends pass; ending the loop would stop the
@@ -127,7 +127,8 @@ async fn accept_loop(
     }
 }
 
-fn serve(
+/// Serves one accepted connection on its own task.
+fn spawn_connection(
     stream: Stream,
     connection: Arc<Connection>,
     context: &AcceptContext,
@@ -135,8 +136,8 @@ fn serve(
     slot: tokio::sync::OwnedSemaphorePermit,
 ) {
     match stream {
-        Stream::Tcp(stream) => serve_io(stream, connection, context, drain, slot),
-        Stream::Unix(stream) => serve_io(stream, connection, context, drain, slot),
+        Stream::Tcp(stream) => spawn_http1(stream, connection, context, drain, slot),
+        Stream::Unix(stream) => spawn_http1(stream, connection, context, drain, slot),
     }
 }
 
@@ -146,7 +147,7 @@ fn serve(
 /// times `limits.max_connections` would be far too much memory.
 const MAX_BUF_SIZE: usize = 128 * 1024;
 
-fn serve_io<S>(
+fn spawn_http1<S>(
     stream: S,
     connection: Arc<Connection>,
     context: &AcceptContext,
@@ -156,8 +157,12 @@ fn serve_io<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let state = Arc::clone(&context.state);
-    let header_timeout =
-        Duration::from_secs(state.snapshot().config.limits.header_read_timeout_secs);
+    let header_timeout = state
+        .snapshot()
+        .config
+        .limits
+        .header_read_timeout
+        .duration();
     let service =
         service_fn(move |request| handle(Arc::clone(&state), Arc::clone(&connection), request));
     let mut builder = hyper::server::conn::http1::Builder::new();

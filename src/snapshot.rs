@@ -9,10 +9,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::acl::{Acl, AclError};
-use crate::config::{
-    parse_listen_address, registry_warnings, AuthMode, Config, ConfigError, ListenAddress,
-    ListenSpec, Signing,
-};
+use crate::config::{registry_warnings, AuthMode, Config, ConfigError, Signing};
 use crate::identity::api_tokens::{ApiTokens, TokenFileError};
 use crate::identity::federation::{Federation, FederationLoadError};
 use crate::keys::{self, KeyError, SigningKey, VerifyingKey};
@@ -215,20 +212,20 @@ impl Snapshot {
         let _ = writeln!(out, "service:   {}", config.service);
         let _ = writeln!(out, "issuer:    {}", config.issuer);
         let _ = writeln!(out, "realm:     {}", config.realm);
-        for spec in &config.listen {
-            let trusted = if spec.trusted() { " (trusted)" } else { "" };
-            let _ = writeln!(out, "listen:    {}{trusted}", spec.address());
-            if spec.trusted() && is_tcp(spec) {
+        for listener in &config.listen {
+            let trusted = if listener.trusted { " (trusted)" } else { "" };
+            let _ = writeln!(out, "listen:    {}{trusted}", listener.address);
+            if listener.trusted && !listener.is_unix() {
                 let _ = writeln!(
                     out,
                     "warning:   {} is trusted: anyone who can reach this TCP port may name any \
                      account in {}; make sure only the front proxy can",
-                    spec.address(),
+                    listener.address,
                     config
                         .auth
                         .trusted_user_header
-                        .as_deref()
-                        .unwrap_or("auth.trusted_user_header")
+                        .as_ref()
+                        .map_or("auth.trusted_user_header", |name| name.as_str())
                 );
             }
         }
@@ -238,7 +235,7 @@ impl Snapshot {
             self.signing_key.algorithm,
             config.token.private_key.display(),
             self.signing_key.kid,
-            config.token.expiration_secs,
+            config.token.expiration.secs(),
             config.token_path
         );
         let signing = Signing {
@@ -285,13 +282,6 @@ impl Snapshot {
         }
         out
     }
-}
-
-fn is_tcp(spec: &ListenSpec) -> bool {
-    matches!(
-        parse_listen_address(spec.address()),
-        Ok(ListenAddress::Tcp(_))
-    )
 }
 
 fn load_signing_key(config: &Config, missing_keys: MissingKeys) -> Result<SigningKey, LoadError> {

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -44,11 +44,11 @@ impl State {
         metrics: Option<PrometheusHandle>,
     ) -> State {
         let credentials = CredentialChecker::new(
-            Duration::from_secs(snapshot.config.credential_cache_secs),
+            snapshot.config.credential_cache.duration(),
             snapshot.config.login_limits.queue,
         );
         let login_limiter = limiter_for(&snapshot.config.login_limits);
-        let tokens = TokenCache::new(snapshot.config.auth.cache_capacity);
+        let tokens = TokenCache::new(snapshot.config.auth.cache_capacity.get());
         snapshot.generation = 1;
         State {
             snapshot: ArcSwap::from_pointee(snapshot),

@@ -1,52 +1,99 @@
-//! Listener addresses: `"host:port"`, `"unix:/path"`, or an object with
-//! options (trusted, socket mode and group).
+//! Listeners: `"host:port"`, `"unix:/path"`, or an object with options
+//! (trusted, socket mode and group), parsed once into a [`Listener`].
 
 use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
 
-use serde::Deserialize;
+use serde::de::{self, Error as _, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
-/// One listener.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(untagged)]
-pub enum ListenSpec {
-    /// `"127.0.0.1:5001"`, `"[::1]:5001"` or `"unix:/run/regauth/regauth.sock"`.
-    Address(String),
-    /// The same address with options.
-    Detailed(ListenOptions),
-}
-
-/// A listener with options.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct ListenOptions {
-    /// As in [`ListenSpec::Address`].
-    pub address: String,
+/// One listener, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// Where it binds.
+    pub address: ListenAddress,
     /// Whether requests on this listener may carry a front proxy's user
     /// header (`auth.trusted_user_header`). Only mark listeners that nothing
     /// but the proxy can reach, such as a unix socket.
-    #[serde(default)]
     pub trusted: bool,
-    /// Unix socket file mode, octal string such as `"0660"`.
-    #[serde(default)]
-    pub mode: Option<String>,
-    /// Unix socket group, so that nginx's user can connect.
-    #[serde(default)]
+    /// Unix socket file mode; unix listeners only.
+    pub mode: Option<SocketMode>,
+    /// Unix socket group, so that nginx's user can connect; unix listeners only.
     pub group: Option<String>,
 }
 
-impl ListenSpec {
-    /// The address text, whichever form was used.
-    pub fn address(&self) -> &str {
-        match self {
-            ListenSpec::Address(address) => address,
-            ListenSpec::Detailed(options) => &options.address,
+impl Listener {
+    /// A listener at `address` with no options.
+    pub fn at(address: ListenAddress) -> Listener {
+        Listener {
+            address,
+            trusted: false,
+            mode: None,
+            group: None,
         }
     }
 
-    /// Whether the listener is trusted to carry a front proxy's user header.
-    pub fn trusted(&self) -> bool {
-        matches!(self, ListenSpec::Detailed(options) if options.trusted)
+    /// Whether it is a unix socket.
+    pub fn is_unix(&self) -> bool {
+        matches!(self.address, ListenAddress::Unix(_))
+    }
+}
+
+/// The object form of a listener, as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListenerFields {
+    address: ListenAddress,
+    #[serde(default)]
+    trusted: bool,
+    #[serde(default)]
+    mode: Option<SocketMode>,
+    #[serde(default)]
+    group: Option<String>,
+}
+
+impl TryFrom<ListenerFields> for Listener {
+    type Error = String;
+
+    fn try_from(fields: ListenerFields) -> Result<Listener, String> {
+        let listener = Listener {
+            address: fields.address,
+            trusted: fields.trusted,
+            mode: fields.mode,
+            group: fields.group,
+        };
+        if (listener.mode.is_some() || listener.group.is_some()) && !listener.is_unix() {
+            return Err("`mode` and `group` apply to unix sockets only".into());
+        }
+        Ok(listener)
+    }
+}
+
+impl<'de> Deserialize<'de> for Listener {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // A hand-written visitor rather than `#[serde(untagged)]`: untagged
+        // enums replace every inner error with "did not match any variant",
+        // and the operator needs to know which value was wrong.
+        struct ListenerVisitor;
+        impl<'de> Visitor<'de> for ListenerVisitor {
+            type Value = Listener;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an address string or an object with `address`")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Listener, E> {
+                text.parse().map(Listener::at).map_err(E::custom)
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Listener, A::Error> {
+                let fields =
+                    ListenerFields::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Listener::try_from(fields).map_err(A::Error::custom)
+            }
+        }
+        deserializer.deserialize_any(ListenerVisitor)
     }
 }
 
@@ -68,23 +115,112 @@ impl fmt::Display for ListenAddress {
     }
 }
 
-/// Parses a listener address: `unix:/path` or a TCP socket address.
-pub fn parse_listen_address(text: &str) -> Result<ListenAddress, String> {
-    if let Some(path) = text.strip_prefix("unix:") {
-        if path.is_empty() {
-            return Err("`unix:` needs a socket path".into());
+impl FromStr for ListenAddress {
+    type Err = String;
+
+    /// `unix:/path` or a TCP socket address (an IP address and a port).
+    fn from_str(text: &str) -> Result<ListenAddress, String> {
+        if let Some(path) = text.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err("`unix:` needs a socket path".into());
+            }
+            return Ok(ListenAddress::Unix(PathBuf::from(path)));
         }
-        return Ok(ListenAddress::Unix(PathBuf::from(path)));
+        text.parse().map(ListenAddress::Tcp).map_err(|_| {
+            format!("`{text}` is neither `host:port` (an IP address) nor `unix:/path`")
+        })
     }
-    text.parse()
-        .map(ListenAddress::Tcp)
-        .map_err(|_| format!("`{text}` is neither `host:port` (an IP address) nor `unix:/path`"))
 }
 
-/// Parses an octal file mode such as `"0660"`.
-pub fn parse_socket_mode(text: &str) -> Result<u32, String> {
-    u32::from_str_radix(text, 8)
-        .ok()
-        .filter(|mode| *mode <= 0o777)
-        .ok_or_else(|| format!("`{text}` is not an octal file mode such as \"0660\""))
+impl<'de> Deserialize<'de> for ListenAddress {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(D::Error::custom)
+    }
+}
+
+/// A unix socket's file mode, written as an octal string such as `"0660"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketMode(u32);
+
+impl SocketMode {
+    /// The permission bits (at most `0o777`).
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+}
+
+impl FromStr for SocketMode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<SocketMode, String> {
+        u32::from_str_radix(text, 8)
+            .ok()
+            .filter(|mode| *mode <= 0o777)
+            .map(SocketMode)
+            .ok_or_else(|| format!("`{text}` is not an octal file mode such as \"0660\""))
+    }
+}
+
+impl<'de> Deserialize<'de> for SocketMode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(D::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_and_modes_parse_once() {
+        assert_eq!(
+            "[::1]:5001".parse::<ListenAddress>().unwrap().to_string(),
+            "[::1]:5001"
+        );
+        assert_eq!(
+            "unix:/run/r.sock".parse::<ListenAddress>(),
+            Ok(ListenAddress::Unix("/run/r.sock".into()))
+        );
+        assert!("unix:".parse::<ListenAddress>().is_err());
+        assert!("localhost:80".parse::<ListenAddress>().is_err());
+        assert_eq!("0660".parse::<SocketMode>().unwrap().bits(), 0o660);
+        assert!("0800".parse::<SocketMode>().is_err());
+        assert!("1777".parse::<SocketMode>().is_err());
+    }
+
+    #[test]
+    fn both_forms_deserialize_and_errors_keep_their_reason() {
+        let listeners: Vec<Listener> = serde_json::from_str(
+            r#"["127.0.0.1:1", {"address": "unix:/r.sock", "trusted": true, "mode": "0600"}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            listeners[0],
+            Listener::at(ListenAddress::Tcp("127.0.0.1:1".parse().unwrap()))
+        );
+        assert!(listeners[1].trusted && listeners[1].is_unix());
+        assert_eq!(listeners[1].mode.map(SocketMode::bits), Some(0o600));
+
+        for (text, reason) in [
+            (r#""localhost:80""#, "neither `host:port`"),
+            (
+                r#"{"address": "127.0.0.1:1", "mode": "0660"}"#,
+                "unix sockets only",
+            ),
+            (r#"{"address": "unix:/r", "mode": "rw"}"#, "octal file mode"),
+            (
+                r#"{"address": "unix:/r", "bogus": 1}"#,
+                "unknown field `bogus`",
+            ),
+        ] {
+            let message = serde_json::from_str::<Listener>(text)
+                .unwrap_err()
+                .to_string();
+            assert!(message.contains(reason), "{text}: {message}");
+        }
+    }
 }

@@ -6,9 +6,16 @@
 //! against the config file's directory here, so nothing later depends on the
 //! process's working directory.
 //!
+//! Parse, don't validate: every value is deserialized straight into the
+//! type that is used (a [`ListenAddress`], an `http::HeaderName`, a bounded
+//! [`Seconds`]), which refuses what it cannot hold with a message that names
+//! the field; what remains for [`validate`] are the rules that relate
+//! several fields, or text that is kept as text.
+//!
 //! The top-level document lives here; the sections have their own files:
-//! [`listen`] (listener addresses) and [`sections`] (`token`, `users`,
-//! `auth`, `log`, `limits`), and [`validate`] checks every value.
+//! [`listen`] (listeners), [`sections`] (`token`, `users`, `auth`, `log`,
+//! `limits`, one type per section), [`values`] (the self-checking value
+//! types). A new feature adds its section type and one field below.
 
 mod federation;
 mod listen;
@@ -16,6 +23,7 @@ mod login_limits;
 mod registry;
 mod sections;
 mod validate;
+mod values;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,21 +33,22 @@ use serde::Deserialize;
 use crate::acl::RuleSpec;
 
 pub use federation::FederationSpec;
-pub use listen::{
-    parse_listen_address, parse_socket_mode, ListenAddress, ListenOptions, ListenSpec,
-};
+pub use listen::{ListenAddress, Listener, SocketMode};
 pub use login_limits::{LoginLimits, QueueLimits};
 pub use registry::{registry_warnings, RegistryKeys, RegistrySettings, RegistryVersion, Signing};
 pub use sections::{
-    AuthMode, AuthSettings, Limits, LogFormat, LogSettings, TokenSettings, UserSpec,
+    AuthMode, AuthSettings, Backlog, CacheCapacity, ConnectionBudget, Grace, Leeway, Limits,
+    LogFilter, LogFormat, LogSettings, RefreshLifetime, ServerTimeout, TokenLifetime,
+    TokenSettings, UserSpec,
 };
 pub use validate::{check_user_name, is_bcrypt_hash};
+pub use values::{Count, HeaderField, Seconds, ONE_DAY};
 
 /// Why a configuration document was refused. Messages name the field.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The JSON itself is broken or does not have the expected shape;
-    /// serde_json's message carries the line and column.
+    /// The JSON itself is broken or does not have the expected shape at
+    /// the top; serde_json's message carries the line and column.
     #[error("{0}")]
     Syntax(#[from] serde_json::Error),
     /// The JSON is well-formed but a value is not acceptable.
@@ -76,7 +85,7 @@ pub struct Config {
     pub realm: String,
     /// Where to listen: `"host:port"`, `"unix:/path"`, or an object with options.
     #[serde(default = "default_listen")]
-    pub listen: Vec<ListenSpec>,
+    pub listen: Vec<Listener>,
     /// Path of the token endpoint.
     #[serde(default = "default_token_path")]
     pub token_path: String,
@@ -101,9 +110,10 @@ pub struct Config {
     /// The nginx `auth_request` endpoint.
     #[serde(default)]
     pub auth: AuthSettings,
-    /// How long a successful password check is remembered, in seconds.
-    #[serde(default = "default_credential_cache_secs")]
-    pub credential_cache_secs: u64,
+    /// How long a successful password check is remembered
+    /// (`credential_cache_secs`, at most a day).
+    #[serde(rename = "credential_cache_secs", default = "default_credential_cache")]
+    pub credential_cache: Seconds<0, ONE_DAY>,
     /// Log output settings.
     #[serde(default)]
     pub log: LogSettings,
@@ -118,21 +128,43 @@ pub struct Config {
     pub registry: Option<RegistrySettings>,
 }
 
-fn default_listen() -> Vec<ListenSpec> {
-    vec![ListenSpec::Address("127.0.0.1:5001".into())]
+fn default_listen() -> Vec<Listener> {
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 5001));
+    vec![Listener::at(ListenAddress::Tcp(loopback))]
 }
 fn default_token_path() -> String {
     "/token".into()
 }
-fn default_credential_cache_secs() -> u64 {
-    120
+fn default_credential_cache() -> Seconds<0, ONE_DAY> {
+    Seconds::from_secs_const(120)
 }
 
 impl Config {
     /// Parses and validates a configuration document. `base_dir` is the
     /// directory relative paths are resolved against.
     pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
-        let mut config: Config = serde_json::from_str(text)?;
+        let document = &mut serde_json::Deserializer::from_str(text);
+        let mut config: Config = serde_path_to_error::deserialize(document).map_err(|error| {
+            let field = error.path().to_string();
+            let cause = error.into_inner();
+            // A value refused by its type names its field; a broken
+            // document, or a top-level problem, has only a position.
+            if cause.is_data() && field != "." {
+                let message = cause.to_string();
+                let position = format!(" at line {} column {}", cause.line(), cause.column());
+                let reason = message.strip_suffix(&position).unwrap_or(&message);
+                invalid(
+                    field,
+                    format!(
+                        "{reason} (line {}, column {})",
+                        cause.line(),
+                        cause.column()
+                    ),
+                )
+            } else {
+                ConfigError::Syntax(cause)
+            }
+        })?;
         config.validate()?;
         config.resolve_paths(base_dir);
         Ok(config)
@@ -160,15 +192,9 @@ impl Config {
                 resolve(path);
             }
         }
-        for spec in &mut self.listen {
-            let address = match spec {
-                ListenSpec::Address(address) => address,
-                ListenSpec::Detailed(options) => &mut options.address,
-            };
-            if let Some(path) = address.strip_prefix("unix:") {
-                if Path::new(path).is_relative() {
-                    *address = format!("unix:{}", base_dir.join(path).display());
-                }
+        for listener in &mut self.listen {
+            if let ListenAddress::Unix(path) = &mut listener.address {
+                resolve(path);
             }
         }
     }
@@ -199,7 +225,7 @@ impl Config {
             ("listen", a.listen != b.listen),
             (
                 "credential_cache_secs",
-                a.credential_cache_secs != b.credential_cache_secs,
+                a.credential_cache != b.credential_cache,
             ),
             (
                 "auth.cache_capacity",
@@ -246,7 +272,7 @@ mod tests {
     #[test]
     fn minimal_config_gets_defaults_and_absolute_paths() {
         let config = parse(MINIMAL).unwrap();
-        assert_eq!(config.token.expiration_secs, 300);
+        assert_eq!(config.token.expiration.secs(), 300);
         assert_eq!(config.token.kid, KidFormat::Libtrust);
         assert_eq!(config.token_path, "/token");
         assert_eq!(config.auth.path, "/auth");
@@ -293,16 +319,30 @@ mod tests {
             r#""listen": ["[::1]:5001", {"address": "unix:run/r.sock", "trusted": true, "mode": "0660"}], "token""#,
         );
         let config = parse(&text).unwrap();
-        assert_eq!(config.listen[1].address(), "unix:/etc/regauth/run/r.sock");
-        assert!(config.listen[1].trusted());
-        assert!(!config.listen[0].trusted());
-        let bad = MINIMAL.replace("\"token\"", r#""listen": ["localhost:80"], "token""#);
-        assert!(parse(&bad).unwrap_err().to_string().contains("listen[0]"));
-        let tcp_mode = MINIMAL.replace(
-            "\"token\"",
-            r#""listen": [{"address": "127.0.0.1:1", "mode": "0660"}], "token""#,
+        assert_eq!(
+            config.listen[1].address,
+            ListenAddress::Unix("/etc/regauth/run/r.sock".into())
         );
-        assert!(parse(&tcp_mode).is_err());
+        assert!(config.listen[1].trusted);
+        assert!(!config.listen[0].trusted);
+        for (listen, field) in [
+            (
+                r#"["localhost:80"]"#,
+                "field `listen[0]`: `localhost:80` is neither",
+            ),
+            (
+                r#"["[::1]:1", {"address": "127.0.0.1:1", "mode": "0660"}]"#,
+                "field `listen[1]`: `mode` and `group` apply to unix sockets only",
+            ),
+            (
+                r#"[{"address": "unix:/r", "mode": "0999"}]"#,
+                "field `listen[0].mode`: `0999` is not an octal file mode",
+            ),
+        ] {
+            let bad = MINIMAL.replace("\"token\"", &format!(r#""listen": {listen}, "token""#));
+            let message = parse(&bad).unwrap_err().to_string();
+            assert!(message.starts_with(field), "{message}");
+        }
     }
 
     #[test]

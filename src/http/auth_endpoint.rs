@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 
 use super::authorization::{self, Authorization};
 use super::{basic_challenge, client_address, unix_now, ApiError, Body, Connection};
-use crate::config::{AuthMode, AuthSettings};
+use crate::config::{AuthMode, AuthSettings, HeaderField};
 use crate::decide::auth::{decide, Caller, Decision, Unproven};
 use crate::identity::{self, Credentials};
 use crate::scope::ResourceScope;
@@ -92,7 +92,7 @@ fn original_request<'h>(
     headers: &'h HeaderMap,
     settings: &AuthSettings,
 ) -> Result<(&'h str, &'h str), String> {
-    let read = |name: &str| match headers.get(name) {
+    let read = |name: &HeaderField| match headers.get(name.name()) {
         None => Err(format!(
             "the subrequest lacks {name}: check the nginx include"
         )),
@@ -134,7 +134,7 @@ async fn identify(
     if let Some(header) = &settings.trusted_user_header {
         let proxy_user = request
             .headers()
-            .get(header.as_str())
+            .get(header.name())
             .and_then(|value| value.to_str().ok())
             .filter(|value| !value.is_empty());
         match proxy_user {
@@ -188,7 +188,7 @@ async fn verified_claims(
     now: i64,
 ) -> Result<Arc<AccessClaims>, String> {
     let config = &snapshot.config;
-    let leeway = i64::try_from(config.auth.leeway_secs).unwrap_or(i64::MAX);
+    let leeway = config.auth.leeway.as_i64();
     let key = TokenCache::key(snapshot.generation, token);
     if let Some(claims) = state.tokens.get(&key).await {
         if now > claims.exp.saturating_add(leeway) {
@@ -199,7 +199,7 @@ async fn verified_claims(
     let expect = Expectations {
         issuer: &config.issuer,
         audience: &config.service,
-        leeway_secs: config.auth.leeway_secs,
+        leeway_secs: config.auth.leeway.secs(),
         now,
     };
     let claims = token::verify_access(&snapshot.verifying_keys, token, &expect)
@@ -221,10 +221,9 @@ fn answer(snapshot: &Snapshot, decision: Decision, needed_text: &str) -> Respons
             *response.status_mut() = StatusCode::OK;
             let name = user.or_else(|| config.auth.anonymous_user.clone());
             if let Some(value) = name.and_then(|name| HeaderValue::from_str(&name).ok()) {
-                if let Ok(header) = http::HeaderName::from_bytes(config.auth.user_header.as_bytes())
-                {
-                    response.headers_mut().insert(header, value);
-                }
+                response
+                    .headers_mut()
+                    .insert(config.auth.user_header.name().clone(), value);
             }
             response
         }

@@ -4,8 +4,6 @@
 //! ([`decide::token`]) → sign → answer, with one outcome logged and counted
 //! once, and the clock read once.
 
-use std::time::Duration;
-
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -246,7 +244,7 @@ async fn read_form(
     // Collect works with Content-Length and chunked bodies alike (podman
     // sends its refresh grant chunked). A body that stalls must not hold the
     // connection slot for ever: it gets as long as the headers got.
-    let read_limit = Duration::from_secs(snapshot.config.limits.header_read_timeout_secs);
+    let read_limit = snapshot.config.limits.header_read_timeout.duration();
     let body = tokio::time::timeout(
         read_limit,
         Limited::new(request.into_body(), MAX_FORM_BYTES).collect(),
@@ -363,7 +361,7 @@ fn sign(
     now: i64,
 ) -> Result<Issued, ApiError> {
     let config = &snapshot.config;
-    let lifetime = i64::try_from(config.token.expiration_secs).unwrap_or(i64::MAX);
+    let lifetime = config.token.expiration.as_i64();
     let account = identity
         .map(|identity| identity.account.clone())
         .unwrap_or_default();
@@ -383,8 +381,7 @@ fn sign(
         Refresh::No => None,
         Refresh::Echo(presented) => Some(presented.to_owned()),
         Refresh::Issue { binding } => {
-            let refresh_lifetime =
-                i64::try_from(config.token.refresh_expiration_secs).unwrap_or(i64::MAX);
+            let refresh_lifetime = config.token.refresh_expiration.as_i64();
             let claims = RefreshClaims::new(
                 &config.issuer,
                 &account,
@@ -477,7 +474,7 @@ fn answer(
     let mut body = json!({
         "token": issued.access_token,
         "access_token": issued.access_token,
-        "expires_in": config.token.expiration_secs,
+        "expires_in": config.token.expiration.secs(),
         "issued_at": rfc3339(now),
     });
     if let Some(refresh_token) = issued.refresh_token {

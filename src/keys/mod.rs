@@ -43,16 +43,19 @@ const GENERATED_CERT_DAYS: i64 = 3650;
 
 /// JWS algorithm used to sign tokens. Registry 2.8 accepts only ES256 and
 /// RS256; PS256 works with registry 3.x only (protocol.md §9.6).
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Serialize, Deserialize, clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Algorithm {
     /// ECDSA on P-256 with SHA-256, raw r‖s signatures.
     #[serde(rename = "ES256")]
+    #[value(name = "ES256")]
     Es256,
     /// RSASSA-PKCS1-v1_5 with SHA-256.
     #[serde(rename = "RS256")]
+    #[value(name = "RS256")]
     Rs256,
     /// RSASSA-PSS with SHA-256 (not accepted by registry 2.8).
     #[serde(rename = "PS256")]
+    #[value(name = "PS256")]
     Ps256,
 }
 
