@@ -7,6 +7,9 @@
 //! (this is how a blacklist is written).
 //!
 //! Name patterns (`*`, `**`, `${account}`) and their matcher live in [`crate::pattern`].
+//! `${account}` stands only for an [`AccountName`]: one repository path component. Any
+//! other name (`alice/team`, `..`, `Alice`, `a@b`) would reach into, or out of, a namespace
+//! it does not own, so a rule using `${account}` never matches it (and the log says why).
 
 use std::collections::BTreeSet;
 
@@ -35,6 +38,15 @@ pub struct RuleSpec {
     pub name: String,
     /// Actions granted: `pull`, `push`, `delete`, or `*` for all. Empty = explicit deny.
     pub actions: Vec<String>,
+    /// Tag patterns (`*` stands for any run of tag characters): a manifest written or
+    /// deleted by tag is decided by this rule only if the tag matches one of them. See
+    /// [`ManifestWrite`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+    /// `true`: a manifest written or deleted by digest is decided by this rule. A rule
+    /// with `tags` but without `"digests": true` does not decide writes by digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digests: Option<bool>,
     /// Free text for the operator; ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
@@ -83,12 +95,118 @@ pub enum AclError {
         /// What is wrong with it.
         problem: PatternProblem,
     },
+    /// A `tags` pattern that is empty or holds characters no tag has.
+    #[error("ACL rule {rule}: tag pattern {pattern:?} is invalid; tags are letters, digits, '_', '.' and '-' (not first), and '*' stands for any run of them")]
+    InvalidTagPattern {
+        /// 1-based position of the rule.
+        rule: usize,
+        /// The rejected pattern.
+        pattern: String,
+    },
+    /// `"tags": []` or `"digests": false` alone: conditions no write could meet.
+    #[error("ACL rule {rule}: {problem}")]
+    UselessReferenceCondition {
+        /// 1-based position of the rule.
+        rule: usize,
+        /// What is wrong.
+        problem: &'static str,
+    },
     /// A rule that could never match: `${account}` together with `"account": ""`.
     #[error("ACL rule {rule}: the name pattern uses ${{account}} but the rule only matches anonymous requests, which have no account, so it can never match")]
     PlaceholderForAnonymous {
         /// 1-based position of the rule.
         rule: usize,
     },
+}
+
+/// An account name that `${account}` may stand for: exactly one repository path component
+/// (lower-case letters and digits, joined by `.`, `_`, `__` or dashes; at most 255
+/// characters), so that `${account}/**` is a namespace of its own and nothing else.
+///
+/// File users must have such names (config load refuses others). Names that come from
+/// elsewhere (a trusted front proxy's header, a directory, a federated identity) are
+/// checked with [`AccountName::parse`] where they are used: an account whose name fails
+/// it may still match rules that name it exactly or by `*`, never a `${account}` pattern.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AccountName(String);
+
+/// Why a name cannot be an [`AccountName`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccountNameError {
+    /// The empty name, which means anonymous.
+    #[error("an account name cannot be empty (empty means anonymous)")]
+    Empty,
+    /// Longer than a repository name may be.
+    #[error("account name is {length} characters long; the limit is 255")]
+    TooLong {
+        /// Length in bytes.
+        length: usize,
+    },
+    /// Not one repository path component.
+    #[error("account name {name:?} is not one repository path component (lower-case letters and digits, joined by '.', '_', '__' or '-'): as ${{account}} in a name pattern it would {consequence}")]
+    NotAComponent {
+        /// The rejected name (possibly shortened).
+        name: String,
+        /// What it would do as `${account}`.
+        consequence: &'static str,
+    },
+}
+
+impl AccountName {
+    /// Checks that `name` is one repository path component.
+    pub fn parse(name: &str) -> Result<AccountName, AccountNameError> {
+        if name.is_empty() {
+            return Err(AccountNameError::Empty);
+        }
+        if name.len() > scope::NAME_MAX_LEN {
+            return Err(AccountNameError::TooLong { length: name.len() });
+        }
+        if scope::is_path_component(name) {
+            return Ok(AccountName(name.to_owned()));
+        }
+        let consequence = if name.contains('/') {
+            "reach into another namespace"
+        } else if name == "." || name == ".." {
+            "name a relative path"
+        } else if name.contains(['*', '?', '[', '{', '$']) {
+            "look like a pattern"
+        } else {
+            "make a repository name the registry refuses"
+        };
+        Err(AccountNameError::NotAComponent {
+            name: scope::excerpt(name),
+            consequence,
+        })
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for AccountName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A manifest write (`PUT` or `DELETE` of `/v2/<name>/manifests/<reference>`), by what it
+/// names. Tokens cannot carry a tag, so rules with `tags` or `digests` are checked at
+/// request time by `/auth`, with the write in hand.
+///
+/// The semantics, like `account` and `group`, are match conditions: a write by tag is
+/// decided only by rules whose `tags` match it, or that have neither `tags` nor `digests`;
+/// a write by digest only by rules with `"digests": true`, or with neither condition. A
+/// rule whose condition does not hold is skipped and the next rule is tried. Everything
+/// that is not a manifest write (pulls, blob uploads, token requests) ignores the
+/// conditions: the rule applies as if it had none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestWrite<'a> {
+    /// By tag, e.g. `latest`.
+    Tag(&'a str),
+    /// By digest, e.g. `sha256:...`.
+    Digest,
 }
 
 /// Who is asking.
@@ -118,11 +236,26 @@ pub struct Acl {
 
 #[derive(Debug, Clone)]
 struct Rule {
+    /// The rule as written, for `regauth explain`.
+    spec: RuleSpec,
     account: AccountMatch,
     group: Option<String>,
     resource_type: String,
     name: NamePattern,
+    references: ReferenceCondition,
     actions: Actions,
+}
+
+/// A rule's `tags`/`digests` conditions on manifest writes.
+#[derive(Debug, Clone)]
+enum ReferenceCondition {
+    /// Neither: every write.
+    Any,
+    /// Writes by a matching tag, and by digest when `digests` is true.
+    Only {
+        tags: Vec<NamePattern>,
+        digests: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -208,13 +341,46 @@ impl Acl {
     /// `*`, its listed actions otherwise, and the empty set if no rule matches or the first
     /// match is an explicit deny.
     pub fn allowed(&self, subject: &Subject, resource_type: &str, name: &str) -> BTreeSet<String> {
-        self.actions(subject, resource_type, name).to_set()
+        self.actions(subject, resource_type, name, None).to_set()
     }
 
     /// Whether the subject may do everything `needed` asks on its resource.
     pub fn permits(&self, subject: &Subject, needed: &ResourceScope) -> bool {
-        self.actions(subject, &needed.resource_type, &needed.name)
+        self.actions(subject, &needed.resource_type, &needed.name, None)
             .covers(&needed.actions)
+    }
+
+    /// Like [`Acl::permits`], for the repository a manifest write goes to: rules with
+    /// `tags` or `digests` decide it only when their condition holds (see
+    /// [`ManifestWrite`]). `/auth` asks this at request time, since tokens carry no tags.
+    pub fn permits_write(
+        &self,
+        subject: &Subject,
+        needed: &ResourceScope,
+        write: ManifestWrite,
+    ) -> bool {
+        self.actions(subject, &needed.resource_type, &needed.name, Some(write))
+            .covers(&needed.actions)
+    }
+
+    /// Like [`Acl::allowed`] on a repository, for a manifest write: rules with `tags` or
+    /// `digests` decide it only when their condition holds (see [`ManifestWrite`]).
+    pub fn allowed_for_write(
+        &self,
+        subject: &Subject,
+        name: &str,
+        write: ManifestWrite,
+    ) -> BTreeSet<String> {
+        self.actions(subject, "repository", name, Some(write))
+            .to_set()
+    }
+
+    /// Whether any rule has `tags` or `digests`. Only then can a manifest write be decided
+    /// differently from the token that allows it, so only then must `/auth` ask.
+    pub fn has_reference_rules(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|rule| matches!(rule.references, ReferenceCondition::Only { .. }))
     }
 
     /// Intersects each requested scope with what the subject may do on it.
@@ -227,7 +393,7 @@ impl Acl {
             .iter()
             .filter_map(|scope| {
                 let granted = self
-                    .actions(subject, &scope.resource_type, &scope.name)
+                    .actions(subject, &scope.resource_type, &scope.name, None)
                     .intersect(&scope.actions);
                 (!granted.is_empty()).then(|| ResourceScope {
                     actions: granted,
@@ -235,6 +401,36 @@ impl Acl {
                 })
             })
             .collect()
+    }
+
+    /// Every rule tried for one resource, in order, until the first that decides: why each
+    /// was skipped, and what the deciding one grants (`regauth explain`). The grant is what
+    /// [`Acl::allowed`] (or [`Acl::allowed_for_write`] when `write` is given) returns.
+    pub fn explain(
+        &self,
+        subject: &Subject,
+        resource_type: &str,
+        name: &str,
+        write: Option<ManifestWrite>,
+    ) -> Vec<RuleVerdict> {
+        let asker = Asker::new(subject);
+        let mut verdicts = Vec::new();
+        for (index, rule) in self.rules.iter().enumerate() {
+            let outcome = match rule.check(&asker, resource_type, name, write) {
+                Ok(()) => Verdict::Decides(rule.actions.to_set()),
+                Err(skip) => Verdict::Skipped(rule.describe(&skip, &asker, name, write)),
+            };
+            let decided = matches!(outcome, Verdict::Decides(_));
+            verdicts.push(RuleVerdict {
+                rule: index + 1,
+                spec: rule.spec.clone(),
+                outcome,
+            });
+            if decided {
+                break;
+            }
+        }
+        verdicts
     }
 
     /// Number of rules.
@@ -247,48 +443,253 @@ impl Acl {
         self.rules.is_empty()
     }
 
-    /// What the first rule matching the subject and resource allows;
-    /// nothing if none matches.
-    fn actions(&self, subject: &Subject, resource_type: &str, name: &str) -> &Actions {
-        // An empty account name is treated as anonymous: it is the least privileged reading,
-        // and it keeps `${account}/**` from turning into `/**`.
-        let account = subject.account.filter(|account| !account.is_empty());
-        let groups: &[String] = if account.is_some() {
-            subject.groups
-        } else {
-            &[]
-        };
-        self.rules
-            .iter()
-            .find(|rule| rule.matches(account, groups, resource_type, name))
-            .map_or(&NOTHING, |rule| &rule.actions)
+    /// What the first rule matching the subject, the resource and (for a manifest write)
+    /// what it writes allows; nothing if none matches.
+    fn actions(
+        &self,
+        subject: &Subject,
+        resource_type: &str,
+        name: &str,
+        write: Option<ManifestWrite>,
+    ) -> &Actions {
+        let asker = Asker::new(subject);
+        let mut unexpandable = None;
+        for (index, rule) in self.rules.iter().enumerate() {
+            match rule.check(&asker, resource_type, name, write) {
+                Ok(()) => return &rule.actions,
+                Err(Skip::AccountNotExpandable(reason)) if unexpandable.is_none() => {
+                    unexpandable = Some((index + 1, reason));
+                }
+                Err(_) => {}
+            }
+        }
+        // Said once per decision: the account exists, but its name cannot stand for
+        // ${account}, which the operator should hear about.
+        if let Some((rule, reason)) = unexpandable {
+            tracing::info!(
+                target: "regauth::acl",
+                account = ?subject.account.unwrap_or_default(),
+                rule,
+                reason = %reason,
+                "ACL rule skipped: the account name cannot stand for ${{account}}"
+            );
+        }
+        &NOTHING
     }
 }
 
+/// One rule's part in a decision, for `regauth explain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleVerdict {
+    /// 1-based position of the rule.
+    pub rule: usize,
+    /// The rule as configured.
+    pub spec: RuleSpec,
+    /// What it did.
+    pub outcome: Verdict,
+}
+
+/// What a rule did for one resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// It did not apply; why.
+    Skipped(String),
+    /// It applied and decided: these actions (`*` for all; empty for an explicit deny).
+    Decides(BTreeSet<String>),
+}
+
+/// The subject as rules see it. An empty account name is treated as anonymous: it is the
+/// least privileged reading, and it keeps `${account}/**` from turning into `/**`. Groups
+/// count only for a signed-in account.
+struct Asker<'a> {
+    account: Option<&'a str>,
+    /// The account when it may stand for `${account}`, or why not.
+    expansion: Option<Result<&'a str, AccountNameError>>,
+    groups: &'a [String],
+}
+
+impl<'a> Asker<'a> {
+    fn new(subject: &Subject<'a>) -> Asker<'a> {
+        let account = subject.account.filter(|account| !account.is_empty());
+        Asker {
+            account,
+            expansion: account.map(|name| AccountName::parse(name).map(|_| name)),
+            groups: if account.is_some() {
+                subject.groups
+            } else {
+                &[]
+            },
+        }
+    }
+}
+
+/// Why a rule did not decide a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Skip {
+    /// The rule is for another account, for anonymous callers only, or for signed-in ones.
+    Account,
+    /// The subject is not in the rule's group.
+    Group,
+    /// The rule is for another resource type.
+    Type,
+    /// The name does not match the rule's pattern.
+    Name,
+    /// The pattern uses `${account}` and the account's name cannot stand for it.
+    AccountNotExpandable(AccountNameError),
+    /// A write by a tag that none of the rule's `tags` match.
+    Tag,
+    /// A write by digest, and the rule has `tags` without `"digests": true`.
+    Digest,
+}
+
 impl Rule {
-    fn matches(
+    /// Whether this rule decides for `asker` on (type, name), or why it is skipped.
+    fn check(
         &self,
-        account: Option<&str>,
-        groups: &[String],
+        asker: &Asker,
         resource_type: &str,
         name: &str,
-    ) -> bool {
-        let account_ok = match (&self.account, account) {
+        write: Option<ManifestWrite>,
+    ) -> Result<(), Skip> {
+        let account_ok = match (&self.account, asker.account) {
             (AccountMatch::Anyone, _) => true,
             (AccountMatch::AnonymousOnly, None) => true,
             (AccountMatch::AnySignedIn, Some(_)) => true,
             (AccountMatch::Exactly(wanted), Some(actual)) => wanted == actual,
             _ => false,
         };
+        if !account_ok {
+            return Err(Skip::Account);
+        }
         let group_ok = self
             .group
             .as_ref()
-            .is_none_or(|wanted| groups.iter().any(|group| group == wanted));
-        account_ok
-            && group_ok
-            && self.resource_type == resource_type
-            && self.name.matches(name, account)
+            .is_none_or(|wanted| asker.groups.iter().any(|group| group == wanted));
+        if !group_ok {
+            return Err(Skip::Group);
+        }
+        if self.resource_type != resource_type {
+            return Err(Skip::Type);
+        }
+        let expansion = match &asker.expansion {
+            Some(Err(reason)) if self.name.uses_account() => {
+                return Err(Skip::AccountNotExpandable(reason.clone()))
+            }
+            Some(Ok(account)) => Some(*account),
+            _ => None,
+        };
+        if !self.name.matches(name, expansion) {
+            return Err(Skip::Name);
+        }
+        match (&self.references, write) {
+            (ReferenceCondition::Only { tags, .. }, Some(ManifestWrite::Tag(tag)))
+                if !tags.iter().any(|pattern| pattern.matches(tag, None)) =>
+            {
+                Err(Skip::Tag)
+            }
+            (ReferenceCondition::Only { digests: false, .. }, Some(ManifestWrite::Digest)) => {
+                Err(Skip::Digest)
+            }
+            _ => Ok(()),
+        }
     }
+}
+
+impl Rule {
+    /// Why this rule was skipped, in words an operator can act on.
+    fn describe(
+        &self,
+        skip: &Skip,
+        asker: &Asker,
+        name: &str,
+        write: Option<ManifestWrite>,
+    ) -> String {
+        match skip {
+            Skip::Account => match (&self.account, asker.account) {
+                (AccountMatch::AnonymousOnly, _) => {
+                    "the rule is for anonymous callers only (\"account\": \"\")".to_owned()
+                }
+                (AccountMatch::Exactly(wanted), _) => {
+                    format!("the rule is for account {wanted:?} only")
+                }
+                _ => "the rule is for signed-in accounts; the caller is anonymous".to_owned(),
+            },
+            Skip::Group => format!(
+                "the rule needs group {:?}; the caller's groups are {:?}",
+                self.group.as_deref().unwrap_or_default(),
+                asker.groups
+            ),
+            Skip::Type => format!("the rule is for type {:?}", self.resource_type),
+            Skip::Name => match asker.expansion {
+                Some(Ok(account)) if self.name.uses_account() => format!(
+                    "{name:?} does not match {:?} (with ${{account}} = {account:?})",
+                    self.spec.name
+                ),
+                _ => format!("{name:?} does not match {:?}", self.spec.name),
+            },
+            Skip::AccountNotExpandable(reason) => format!(
+                "the name pattern {:?} uses ${{account}}, which this account cannot stand for: {reason}",
+                self.spec.name
+            ),
+            Skip::Tag => match write {
+                Some(ManifestWrite::Tag(tag)) => format!(
+                    "tag {tag:?} matches none of the rule's tags {:?}",
+                    self.spec.tags.as_deref().unwrap_or_default()
+                ),
+                _ => "the write's tag matches none of the rule's tags".to_owned(),
+            },
+            Skip::Digest => {
+                "a manifest written by digest needs \"digests\": true in a rule with \"tags\""
+                    .to_owned()
+            }
+        }
+    }
+}
+
+/// Compiles `tags`/`digests`. Tag patterns use tag characters and `*` only, so that a
+/// pattern cannot mean something a tag could never be.
+fn compile_references(rule: usize, spec: &RuleSpec) -> Result<ReferenceCondition, AclError> {
+    let digests = spec.digests.unwrap_or(false);
+    let Some(patterns) = &spec.tags else {
+        return match spec.digests {
+            None => Ok(ReferenceCondition::Any),
+            Some(true) => Ok(ReferenceCondition::Only {
+                tags: Vec::new(),
+                digests: true,
+            }),
+            Some(false) => Err(AclError::UselessReferenceCondition {
+                rule,
+                problem:
+                    "\"digests\": false without \"tags\" matches no manifest write; leave it out",
+            }),
+        };
+    };
+    if patterns.is_empty() {
+        return Err(AclError::UselessReferenceCondition {
+            rule,
+            problem: "\"tags\" is empty, so no tag could match; leave it out to match every tag",
+        });
+    }
+    let tags = patterns
+        .iter()
+        .map(|pattern| {
+            let valid = !pattern.is_empty()
+                && pattern.len() <= 128
+                && !pattern.starts_with(['.', '-'])
+                && !pattern.contains("**")
+                && pattern
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '*'));
+            valid
+                .then(|| NamePattern::compile(pattern).ok())
+                .flatten()
+                .ok_or_else(|| AclError::InvalidTagPattern {
+                    rule,
+                    pattern: pattern.clone(),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ReferenceCondition::Only { tags, digests })
 }
 
 fn compile_rule(rule: usize, spec: &RuleSpec) -> Result<Rule, AclError> {
@@ -328,11 +729,21 @@ fn compile_rule(rule: usize, spec: &RuleSpec) -> Result<Rule, AclError> {
     }
     let actions = Actions::from_listed(spec.actions.iter().map(String::as_str));
 
+    let references = compile_references(rule, spec)?;
+    if !matches!(references, ReferenceCondition::Any) && spec.resource_type != "repository" {
+        return Err(AclError::UselessReferenceCondition {
+            rule,
+            problem: "\"tags\" and \"digests\" apply to repositories only",
+        });
+    }
+
     Ok(Rule {
+        spec: spec.clone(),
         account,
         group: spec.group.clone(),
         resource_type: spec.resource_type.clone(),
         name,
+        references,
         actions,
     })
 }
@@ -520,9 +931,10 @@ mod tests {
         assert_eq!(repo(&acl, &user("alice", NONE), "alice"), "");
         assert_eq!(repo(&acl, &user("alice", NONE), "bob/app"), "");
         assert_eq!(repo(&acl, &user("alice", NONE), "shared-alice"), "pull");
-        // Glob characters inside an account name match only themselves.
+        // Glob characters inside an account name never act as globs: such a name is not
+        // a path component, so it never stands for ${account} at all.
         assert_eq!(repo(&acl, &user("*", NONE), "alice/app"), "");
-        assert_eq!(repo(&acl, &user("*", NONE), "*/app"), "pull,push");
+        assert_eq!(repo(&acl, &user("*", NONE), "*/app"), "");
         assert_eq!(repo(&acl, &user("a*", NONE), "alice/app"), "");
         assert_eq!(repo(&acl, &user("**", NONE), "x/y/app"), "");
         // Anonymous never matches a placeholder rule, even one open to anyone.
@@ -756,6 +1168,189 @@ mod tests {
             message.contains("ACL rule 1") && message.contains("'['"),
             "{message}"
         );
+    }
+
+    /// Issue 8 item 5: names that are not one path component never expand ${account}.
+    #[test]
+    fn account_names_that_escape_their_namespace_never_expand() {
+        let acl = acl(r#"[
+            { "account": "*", "name": "${account}/**", "actions": ["pull", "push"] },
+            { "account": "*", "actions": ["pull"] }
+        ]"#);
+        let cases = [
+            // (account, repository, expected): the placeholder rule is skipped, the next
+            // rule (any signed-in account: pull) decides.
+            ("alice/team", "alice/team/app", "pull"),
+            ("alice/team", "alice/app", "pull"),
+            ("..", "../app", "pull"),
+            (".", "./app", "pull"),
+            ("Alice", "Alice/app", "pull"),
+            ("a@example.org", "a@example.org/app", "pull"),
+            ("alice/", "alice//app", "pull"),
+            ("-alice", "-alice/app", "pull"),
+            // Valid components still own their namespace.
+            ("alice", "alice/app", "pull,push"),
+            ("ci-bot.2", "ci-bot.2/x/y", "pull,push"),
+            ("a__b", "a__b/app", "pull,push"),
+        ];
+        for (account, name, expected) in cases {
+            assert_eq!(
+                repo(&acl, &user(account, NONE), name),
+                expected,
+                "{account:?} on {name:?}"
+            );
+        }
+        // Exact-name rules do not expand anything, so they still match such names.
+        let exact = super::tests::acl(
+            r#"[{ "account": "alice/team", "name": "shared", "actions": ["pull"] }]"#,
+        );
+        assert_eq!(repo(&exact, &user("alice/team", NONE), "shared"), "pull");
+    }
+
+    #[test]
+    fn account_name_parse_explains_refusals() {
+        assert_eq!(AccountName::parse("alice").unwrap().as_str(), "alice");
+        assert_eq!(
+            AccountName::parse("ci-bot.2").unwrap().to_string(),
+            "ci-bot.2"
+        );
+        assert_eq!(AccountName::parse(""), Err(AccountNameError::Empty));
+        assert!(matches!(
+            AccountName::parse(&"a".repeat(256)),
+            Err(AccountNameError::TooLong { length: 256 })
+        ));
+        assert!(AccountName::parse(&"a".repeat(255)).is_ok());
+        for (name, consequence) in [
+            ("alice/team", "another namespace"),
+            ("..", "relative path"),
+            (".", "relative path"),
+            ("a*", "pattern"),
+            ("${account}", "pattern"),
+            ("Alice", "registry refuses"),
+            ("a b", "registry refuses"),
+            ("a:b", "registry refuses"),
+            ("a\nb", "registry refuses"),
+            ("_a", "registry refuses"),
+            ("a.", "registry refuses"),
+            ("a..b", "registry refuses"),
+        ] {
+            let message = AccountName::parse(name).unwrap_err().to_string();
+            assert!(message.contains(consequence), "{name:?}: {message}");
+        }
+    }
+
+    /// Issue 12 part 3, the issue's own example: anyone in `ci` may push `app/**` by
+    /// digest and `sha-*` tags; only `release-managers` may push or delete `v*` and
+    /// `latest`.
+    #[test]
+    fn tag_rules_decide_manifest_writes_by_what_they_name() {
+        let acl = acl(r#"[
+            { "group": "release-managers", "name": "app/**", "tags": ["v*", "latest"], "digests": true, "actions": ["pull", "push", "delete"] },
+            { "group": "ci", "name": "app/**", "tags": ["sha-*"], "digests": true, "actions": ["pull", "push"] },
+            { "account": "*", "name": "app/**", "actions": ["pull"] }
+        ]"#);
+        assert!(acl.has_reference_rules());
+        let ci = vec!["ci".to_owned()];
+        let releasers = vec!["release-managers".to_owned()];
+        let (bot, rm, joe) = (user("bot", &ci), user("rm", &releasers), user("joe", NONE));
+        let write = |subject: &Subject, write| {
+            let allowed: Vec<String> = acl
+                .allowed_for_write(subject, "app/web", write)
+                .into_iter()
+                .collect();
+            allowed.join(",")
+        };
+        let cases = [
+            (&bot, ManifestWrite::Tag("sha-3f1c"), "pull,push"),
+            (&bot, ManifestWrite::Digest, "pull,push"),
+            (&bot, ManifestWrite::Tag("v1.2"), "pull"),
+            (&bot, ManifestWrite::Tag("latest"), "pull"),
+            (&bot, ManifestWrite::Tag("sha"), "pull"),
+            (&rm, ManifestWrite::Tag("v1.2"), "delete,pull,push"),
+            (&rm, ManifestWrite::Tag("latest"), "delete,pull,push"),
+            (&rm, ManifestWrite::Digest, "delete,pull,push"),
+            (&rm, ManifestWrite::Tag("sha-1"), "pull"),
+            (&rm, ManifestWrite::Tag("latest2"), "pull"),
+            (&joe, ManifestWrite::Tag("v1"), "pull"),
+            (&joe, ManifestWrite::Digest, "pull"),
+        ];
+        for (subject, written, expected) in cases {
+            assert_eq!(write(subject, written), expected, "{subject:?} {written:?}");
+        }
+        // Everything else ignores the conditions: the token for a push carries push for
+        // ci (blob uploads need it), and /auth checks the tag when the manifest comes.
+        assert_eq!(repo(&acl, &bot, "app/web"), "pull,push");
+        assert_eq!(repo(&acl, &rm, "app/web"), "delete,pull,push");
+        assert_eq!(
+            grant(&acl, &bot, "repository:app/web:pull,push,delete"),
+            ["repository:app/web:pull,push"]
+        );
+    }
+
+    #[test]
+    fn tag_conditions_combine_like_other_conditions() {
+        let acl = acl(r#"[
+            { "name": "app/**", "tags": ["release-*"], "actions": [] },
+            { "name": "app/**", "digests": true, "actions": ["pull"] },
+            { "account": "*", "actions": ["pull", "push"] }
+        ]"#);
+        let joe = user("joe", NONE);
+        let allowed = |write| {
+            acl.allowed_for_write(&joe, "app/x", write)
+                .into_iter()
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        // An explicit deny by tag stops the search for that tag only.
+        assert_eq!(allowed(ManifestWrite::Tag("release-1")), "");
+        assert_eq!(allowed(ManifestWrite::Tag("dev")), "pull,push");
+        // `digests` alone: only writes by digest; a tag write skips the rule.
+        assert_eq!(allowed(ManifestWrite::Digest), "pull");
+        let plain =
+            Acl::compile(&[serde_json::from_str(r#"{ "actions": ["pull"] }"#).unwrap()]).unwrap();
+        assert!(!plain.has_reference_rules());
+    }
+
+    #[test]
+    fn bad_tag_conditions_are_refused_with_the_rule_named() {
+        for (json, expected) in [
+            (r#"[{ "tags": [], "actions": ["pull"] }]"#, "is empty"),
+            (r#"[{ "digests": false, "actions": ["pull"] }]"#, "digests"),
+            (r#"[{ "tags": [""], "actions": ["pull"] }]"#, "tag pattern"),
+            (
+                r#"[{ "tags": ["v/1"], "actions": ["pull"] }]"#,
+                "tag pattern",
+            ),
+            (
+                r#"[{ "tags": ["-x"], "actions": ["pull"] }]"#,
+                "tag pattern",
+            ),
+            (
+                r#"[{ "tags": ["v**"], "actions": ["pull"] }]"#,
+                "tag pattern",
+            ),
+            (
+                r#"[{ "tags": ["${account}"], "actions": ["pull"] }]"#,
+                "tag pattern",
+            ),
+            (
+                r#"[{ "type": "registry", "tags": ["v*"], "actions": ["pull"] }]"#,
+                "repositories only",
+            ),
+        ] {
+            let message = compile_error(json).to_string();
+            assert!(
+                message.starts_with("ACL rule 1") && message.contains(expected),
+                "{json}: {message}"
+            );
+        }
+        // Round trip: the new fields are written only when set.
+        let spec: RuleSpec =
+            serde_json::from_str(r#"{"tags":["v*"],"digests":true,"actions":["push"]}"#).unwrap();
+        let text = serde_json::to_string(&spec).unwrap();
+        assert!(text.contains("\"tags\":[\"v*\"]") && text.contains("\"digests\":true"));
+        let plain: RuleSpec = serde_json::from_str(r#"{"actions":["pull"]}"#).unwrap();
+        assert!(!serde_json::to_string(&plain).unwrap().contains("tags"));
     }
 
     fn set(actions: &[&str]) -> BTreeSet<String> {

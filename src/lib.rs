@@ -11,7 +11,8 @@
 //!   [`scope`] (the scope grammar), [`acl`] (ordered rules, first match,
 //!   and [`acl::Actions`], the one meaning of `*`),
 //!   [`pattern`] (ACL name globs and their linear-time matcher),
-//!   [`route`] (original method + URI → the access it needs),
+//!   [`route`] (original method + URI → the access it needs), [`query`]
+//!   (queries and forms read the one way every parser agrees on),
 //!   [`media_type`] (a `Content-Type` read the way Go reads it),
 //!   [`token`] (JWT claims, signing and verification), [`keys`] (PEM keys,
 //!   key IDs, certificates, the JWKS for registry 3).
@@ -34,7 +35,8 @@
 //!   [`listeners`] (TCP, unix and systemd sockets), [`server`] (accept
 //!   loop, graceful drain), [`metrics`] (Prometheus), [`app`] (wires
 //!   `serve`), [`commands`] (the other CLI commands), [`token_commands`]
-//!   (`regauth token create|list|revoke`).
+//!   (`regauth token create|list|revoke`), [`explain`] (`regauth explain`:
+//!   which rule decides, and why the others do not).
 
 pub mod acl;
 pub mod app;
@@ -42,6 +44,7 @@ pub mod client_address;
 pub mod commands;
 pub mod config;
 pub mod decide;
+pub mod explain;
 pub mod http;
 pub mod identity;
 pub mod keys;
@@ -50,6 +53,7 @@ pub mod listeners;
 pub mod media_type;
 pub mod metrics;
 pub mod pattern;
+pub mod query;
 pub mod reload;
 pub mod route;
 pub mod scope;

@@ -75,6 +75,29 @@ enum Command {
         #[arg(long)]
         private_key: Option<PathBuf>,
     },
+    /// Show which ACL rules decide for an account, why the others are skipped, and the
+    /// resulting grant.
+    Explain {
+        /// The JSON configuration file.
+        #[arg(
+            long,
+            short,
+            default_value = "config/regauth.json",
+            env = "REGAUTH_CONFIG"
+        )]
+        config: PathBuf,
+        /// The account asking; leave out for an anonymous caller.
+        #[arg(long)]
+        account: Option<String>,
+        /// A group of the account (repeatable); default: the configured user's groups.
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// A registry request as /auth sees it, e.g. 'PUT /v2/app/manifests/v1'.
+        #[arg(long)]
+        request: Option<String>,
+        /// Scopes as requested from /token, e.g. repository:app/web:pull,push.
+        scopes: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -94,6 +117,21 @@ fn main() -> ExitCode {
             config,
             private_key,
         } => regauth::commands::jwks(&config, private_key.as_deref()),
+        Command::Explain {
+            config,
+            account,
+            groups,
+            request,
+            scopes,
+        } => regauth::explain::run(
+            &config,
+            &regauth::explain::Question {
+                account: account.as_deref(),
+                groups: &groups,
+                scopes: &scopes,
+                request: request.as_deref(),
+            },
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,12 +8,20 @@
 //! Anything unusual is denied, never guessed: percent-encoding, dot segments, empty
 //! segments, backslashes, fragments, unknown endpoints and bad names all yield a
 //! [`RouteError`], because a path the sidecar reads differently from the registry would let
-//! a token for one repository reach another.
+//! a token for one repository reach another. The query is held to the same rule: it is
+//! read with [`crate::query`], which refuses what parsers split or decode differently
+//! (`;`, invalid escapes, bytes that are not UTF-8), and the parameters that change the
+//! access needed (`from`, `mount`) may appear once only.
 
 use std::collections::BTreeSet;
 
 use crate::media_type::{self, FORM_MEDIA_TYPES};
+use crate::query::{Pairs, QueryError};
 use crate::scope::{self, ResourceScope, ScopeError};
+
+/// Query parameters that change the access a request needs: a blob mount
+/// (`mount` + `from`) also reads the `from` repository.
+const ACCESS_PARAMETERS: [&str; 2] = ["from", "mount"];
 
 /// Longest tag the reference grammar allows.
 const TAG_MAX_LEN: usize = 128;
@@ -93,6 +101,9 @@ pub enum RouteError {
     /// The `from` query parameter (blob mount source) is not a valid repository name.
     #[error("blob mount source ?from=: {0}")]
     InvalidMountSource(ScopeError),
+    /// The query is one that parsers may read differently (see [`crate::query`]).
+    #[error("query refused: {0}")]
+    Query(QueryError),
     /// A write whose body is a form: the registry would read `mount`/`from`
     /// from it, and the sidecar only sees the URI.
     #[error("{media_type} bodies are refused on registry writes: the registry would read parameters from a body this check cannot see")]
@@ -141,6 +152,45 @@ enum Endpoint<'a> {
     Signatures(&'a str),
 }
 
+/// A manifest written or deleted (`PUT`/`DELETE /v2/<name>/manifests/<reference>`): the
+/// one request whose URL names a tag, which tokens cannot carry, so ACL rules with `tags`
+/// or `digests` are checked against it at request time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestWrite {
+    /// The repository.
+    pub name: String,
+    /// What the URL names.
+    pub reference: Reference,
+}
+
+/// A manifest reference from a request path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reference {
+    /// A tag such as `latest`.
+    Tag(String),
+    /// A digest such as `sha256:...`.
+    Digest(String),
+}
+
+impl ManifestWrite {
+    /// The write as ACL rules see it.
+    pub fn as_acl_write(&self) -> crate::acl::ManifestWrite<'_> {
+        match &self.reference {
+            Reference::Tag(tag) => crate::acl::ManifestWrite::Tag(tag),
+            Reference::Digest(_) => crate::acl::ManifestWrite::Digest,
+        }
+    }
+}
+
+/// What a registry request needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Required {
+    /// The access, as [`required_access`] returns it.
+    pub access: Vec<ResourceScope>,
+    /// For a manifest `PUT` or `DELETE`, what it writes.
+    pub manifest_write: Option<ManifestWrite>,
+}
+
 /// The access a registry request needs. An empty vec means any valid credential (the
 /// `/v2/` base).
 ///
@@ -148,6 +198,11 @@ enum Endpoint<'a> {
 /// non-empty `from` query parameter on a repository endpoint adds `pull` on that repository,
 /// as the registry does for cross-repository blob mounts.
 pub fn required_access(method: &str, original_uri: &str) -> Result<Vec<ResourceScope>, RouteError> {
+    classify(method, original_uri).map(|required| required.access)
+}
+
+/// Like [`required_access`], and also says what a manifest write writes.
+pub fn classify(method: &str, original_uri: &str) -> Result<Required, RouteError> {
     let actions = actions_for_method(method)?;
     if let Some(character) = original_uri
         .chars()
@@ -162,10 +217,14 @@ pub fn required_access(method: &str, original_uri: &str) -> Result<Vec<ResourceS
     if let Some(character) = path.chars().find(|c| !is_path_character(*c)) {
         return Err(forbidden(character));
     }
+    let parameters = read_query(query)?;
 
     if path == "/v2" || path == "/v2/" {
         require_read_only(method, "the /v2/ base")?;
-        return Ok(Vec::new());
+        return Ok(Required {
+            access: Vec::new(),
+            manifest_write: None,
+        });
     }
     let (name_segments, endpoint) = if let Some(rest) = path.strip_prefix("/v2/") {
         let (segments, trailing_slash) = split_segments(path, rest)?;
@@ -187,12 +246,15 @@ pub fn required_access(method: &str, original_uri: &str) -> Result<Vec<ResourceS
 
     if matches!(endpoint, Endpoint::Catalog) {
         require_read_only(method, "/v2/_catalog")?;
-        return Ok(vec![ResourceScope {
-            resource_type: "registry".to_owned(),
-            class: None,
-            name: "catalog".to_owned(),
-            actions: BTreeSet::from(["*".to_owned()]),
-        }]);
+        return Ok(Required {
+            access: vec![ResourceScope {
+                resource_type: "registry".to_owned(),
+                class: None,
+                name: "catalog".to_owned(),
+                actions: BTreeSet::from(["*".to_owned()]),
+            }],
+            manifest_write: None,
+        });
     }
 
     let name = name_segments.join("/");
@@ -200,18 +262,34 @@ pub fn required_access(method: &str, original_uri: &str) -> Result<Vec<ResourceS
     check_endpoint_argument(&endpoint)?;
 
     let mut target = ResourceScope::repository(&name, actions);
-    let mut sources = Vec::new();
-    for source in mount_sources(query)? {
-        if source == name {
-            // Mounting from the same repository still needs pull on it.
+    let mut source_scope = None;
+    match mount_source(&parameters)? {
+        // Mounting from the same repository still needs pull on it.
+        Some(source) if source == name => {
             target.actions.insert("pull".to_owned());
-        } else {
-            sources.push(ResourceScope::repository(&source, &["pull"]));
         }
+        Some(source) => source_scope = Some(ResourceScope::repository(&source, &["pull"])),
+        None => {}
     }
-    let mut required = vec![target];
-    required.extend(sources);
-    Ok(required)
+    let mut access = vec![target];
+    access.extend(source_scope);
+    let manifest_write = match endpoint {
+        Endpoint::Manifest(reference) if matches!(method, "PUT" | "DELETE") => {
+            Some(ManifestWrite {
+                reference: if is_digest(reference) {
+                    Reference::Digest(reference.to_owned())
+                } else {
+                    Reference::Tag(reference.to_owned())
+                },
+                name,
+            })
+        }
+        _ => None,
+    };
+    Ok(Required {
+        access,
+        manifest_write,
+    })
 }
 
 fn actions_for_method(method: &str) -> Result<&'static [&'static str], RouteError> {
@@ -243,11 +321,57 @@ fn is_path_character(character: char) -> bool {
         || matches!(character, '/' | '.' | '_' | '-' | ':' | '=' | '+')
 }
 
+/// RFC 3986 query characters, less `;`: what a client that encodes its parameters sends
+/// (Go's `url.Values.Encode` escapes everything else). Characters outside the RFC, such as
+/// `\`, `"`, `{` or `|`, are passed on or rejected differently by each server.
+fn is_query_character(character: char) -> bool {
+    character.is_ascii_alphanumeric()
+        || matches!(
+            character,
+            '-' | '.'
+                | '_'
+                | '~'
+                | '!'
+                | '$'
+                | '&'
+                | '\''
+                | '('
+                | ')'
+                | '*'
+                | '+'
+                | ','
+                | '='
+                | ':'
+                | '@'
+                | '/'
+                | '?'
+                | '%'
+        )
+}
+
+/// Reads the query strictly: only RFC 3986 characters, decodable the same way by every
+/// parser, no control characters once decoded, and `from`/`mount` at most once.
+fn read_query(query: Option<&str>) -> Result<Pairs, RouteError> {
+    let Some(query) = query else {
+        return Ok(Pairs::default());
+    };
+    if let Some(character) = query.chars().find(|c| !is_query_character(*c)) {
+        return Err(forbidden(character));
+    }
+    let parameters = Pairs::parse(query.as_bytes()).map_err(RouteError::Query)?;
+    parameters
+        .refuse_repeated(&ACCESS_PARAMETERS)
+        .and_then(|()| parameters.refuse_control_characters(&[]))
+        .map_err(RouteError::Query)?;
+    Ok(parameters)
+}
+
 fn forbidden(character: char) -> RouteError {
     let reason = match character {
         '%' => "percent-encoding could hide '/' or '..' from this check; send the path unencoded",
         '\\' => "some servers read a backslash as '/'",
         '#' => "a fragment never belongs in a request",
+        ';' => "Go up to 1.16 and older Python split parameters on ';' while newer Go drops them: the registry could read a parameter this check does not see",
         c if c.is_whitespace() || c.is_control() => "spaces and control characters are not allowed",
         _ => "no registry path contains it",
     };
@@ -341,20 +465,16 @@ fn check_endpoint_argument(endpoint: &Endpoint) -> Result<(), RouteError> {
     }
 }
 
-/// Every non-empty `from` value in the query, validated. The registry reads only the first
-/// (Go's `FormValue`); requiring pull on all of them can only ask for more, never less.
-fn mount_sources(query: Option<&str>) -> Result<BTreeSet<String>, RouteError> {
-    let mut sources = BTreeSet::new();
-    let Some(query) = query else {
-        return Ok(sources);
-    };
-    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-        if key == "from" && !value.is_empty() {
-            scope::validate_repository_name(&value).map_err(RouteError::InvalidMountSource)?;
-            sources.insert(value.into_owned());
+/// The `from` value of the query, validated, when present and non-empty (at most one:
+/// [`read_query`] refused repeats).
+fn mount_source(parameters: &Pairs) -> Result<Option<String>, RouteError> {
+    match parameters.all("from").find(|value| !value.is_empty()) {
+        Some(value) => {
+            scope::validate_repository_name(value).map_err(RouteError::InvalidMountSource)?;
+            Ok(Some(value.to_owned()))
         }
+        None => Ok(None),
     }
-    Ok(sources)
 }
 
 /// `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
@@ -558,14 +678,11 @@ mod tests {
     }
 
     #[test]
-    fn every_from_value_is_required_like_the_registry_does_on_any_endpoint() {
-        let uri = "/v2/team/app/blobs/uploads/?from=a&from=b&fr%6Fm=c";
+    fn from_on_any_endpoint_needs_pull_on_it_like_the_registry_does() {
         assert_eq!(
-            access("POST", uri),
+            access("POST", "/v2/team/app/blobs/uploads/?fr%6Fm=c"),
             Ok(vec![
                 "repository:team/app:pull,push".to_owned(),
-                "repository:a:pull".to_owned(),
-                "repository:b:pull".to_owned(),
                 "repository:c:pull".to_owned(),
             ])
         );
@@ -577,12 +694,140 @@ mod tests {
 
     #[test]
     fn bad_mount_source_is_denied() {
-        for from in ["Bad", "a%2F%2Fb", "..%2Fa", "a+b", "%00", "%FF"] {
+        for from in ["Bad", "a%2F%2Fb", "..%2Fa", "a+b", "%3Ba"] {
             let uri = format!("/v2/team/app/blobs/uploads/?mount={DIGEST}&from={from}");
             assert!(
                 matches!(access("POST", &uri), Err(RouteError::InvalidMountSource(_))),
                 "{from}"
             );
+        }
+    }
+
+    /// Issue 8 item 1: a query that a supported registry may read differently from this
+    /// check (Distribution built with Go up to 1.16 or later, 3.x, Pulp on Django) is
+    /// refused, whatever the endpoint, so that no `from` can hide from it.
+    #[test]
+    fn queries_parsers_read_differently_are_denied() {
+        use QueryError as Q;
+        use RouteError as E;
+        let mount = format!("/v2/eve/x/blobs/uploads/?mount={DIGEST}");
+        let cases: Vec<(String, ExpectedError)> = vec![
+            // The reported attack: Go <= 1.16 splits on ';' and mounts alice's blob.
+            (format!("{mount};from=alice/private"), |e| {
+                matches!(e, E::ForbiddenCharacter { character: ';', .. })
+            }),
+            (format!("{mount}&x=1;from=alice/private"), |e| {
+                matches!(e, E::ForbiddenCharacter { character: ';', .. })
+            }),
+            ("/v2/eve/x/tags/list?n=1;from=alice/private".into(), |e| {
+                matches!(e, E::ForbiddenCharacter { character: ';', .. })
+            }),
+            // Go reads the first `from`, Django the last.
+            (
+                format!("{mount}&from=eve/x&from=alice/private"),
+                |e| matches!(e, E::Query(Q::Repeated { key }) if key == "from"),
+            ),
+            (
+                format!("{mount}&from=eve/x&%66rom=alice/private"),
+                |e| matches!(e, E::Query(Q::Repeated { key }) if key == "from"),
+            ),
+            (
+                format!("{mount}&from=&from=alice/private"),
+                |e| matches!(e, E::Query(Q::Repeated { key }) if key == "from"),
+            ),
+            (
+                format!("{mount}&mount={DIGEST}&from=eve/x"),
+                |e| matches!(e, E::Query(Q::Repeated { key }) if key == "mount"),
+            ),
+            // Go drops a pair with an invalid escape; others keep it.
+            (format!("{mount}&from=alice/private&x=%zz"), |e| {
+                matches!(e, E::Query(Q::InvalidEscape { .. }))
+            }),
+            (format!("{mount}&fr%6=alice/private"), |e| {
+                matches!(e, E::Query(Q::InvalidEscape { .. }))
+            }),
+            (format!("{mount}&from=alice/private%"), |e| {
+                matches!(e, E::Query(Q::InvalidEscape { .. }))
+            }),
+            // Bytes that are not UTF-8 once decoded: kept by Go, replaced by others.
+            (format!("{mount}&from%FF=alice/private"), |e| {
+                matches!(e, E::Query(Q::NotUtf8 { .. }))
+            }),
+            (format!("{mount}&from=%FF"), |e| {
+                matches!(e, E::Query(Q::NotUtf8 { .. }))
+            }),
+            // Encoded control characters: NUL ends C strings, CR/LF forge lines.
+            (format!("{mount}&from%00=alice/private"), |e| {
+                matches!(e, E::Query(Q::ControlCharacter { .. }))
+            }),
+            (format!("{mount}&from=alice/private%00"), |e| {
+                matches!(e, E::Query(Q::ControlCharacter { .. }))
+            }),
+            ("/v2/a/tags/list?last=x%0D%0Ay".into(), |e| {
+                matches!(e, E::Query(Q::ControlCharacter { .. }))
+            }),
+            // Raw characters outside RFC 3986, passed on or refused differently by servers.
+            (format!("{mount}&from=alice\\private"), |e| {
+                matches!(
+                    e,
+                    E::ForbiddenCharacter {
+                        character: '\\',
+                        ..
+                    }
+                )
+            }),
+            ("/v2/a/tags/list?x=\"y\"".into(), |e| {
+                matches!(e, E::ForbiddenCharacter { character: '"', .. })
+            }),
+            ("/v2/a/tags/list?x={a}|b^c`".into(), |e| {
+                matches!(e, E::ForbiddenCharacter { character: '{', .. })
+            }),
+            ("/v2/a/tags/list?x=[1]".into(), |e| {
+                matches!(e, E::ForbiddenCharacter { character: '[', .. })
+            }),
+            ("/v2/a/tags/list?x=<b>".into(), |e| {
+                matches!(e, E::ForbiddenCharacter { character: '<', .. })
+            }),
+            // The base and the catalog are read strictly too.
+            ("/v2/?a=1;b=2".into(), |e| {
+                matches!(e, E::ForbiddenCharacter { character: ';', .. })
+            }),
+            ("/v2/_catalog?last=%zz".into(), |e| {
+                matches!(e, E::Query(Q::InvalidEscape { .. }))
+            }),
+        ];
+        for (uri, expected) in &cases {
+            for method in ["GET", "POST"] {
+                let result = required_access(method, uri);
+                assert!(
+                    result.as_ref().is_err_and(expected),
+                    "{method} {uri:?} gave {result:?}"
+                );
+            }
+        }
+        let message = required_access("POST", &format!("{mount};from=alice/private"))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("Go up to 1.16"), "{message}");
+        let message = required_access("POST", &format!("{mount}&from=a&from=b"))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("more than once"), "{message}");
+    }
+
+    /// What real clients send still passes: Go-encoded values, `+` for space in values
+    /// that are not names, encoded `;`, empty pairs, and parameters without a value.
+    #[test]
+    fn encoded_queries_of_real_clients_pass() {
+        for uri in [
+            format!("/v2/a/blobs/uploads/?mount={DIGEST}&from=library%2Fbusybox"),
+            "/v2/a/blobs/uploads/3f1c?_state=eyJOYW1lIjoiYSJ9%3D%3D&digest=sha256%3Aab".into(),
+            "/v2/a/tags/list?n=10&last=v1%3Bx".into(),
+            "/v2/_catalog?n=100&&last=a%2Fb&".into(),
+            format!("/v2/a/referrers/{DIGEST}?artifactType=application%2Fvnd.x+y"),
+            "/v2/a/tags/list?flag&=x&k=(a)!*,$@:?/~'".into(),
+        ] {
+            assert!(required_access("GET", &uri).is_ok(), "{uri}");
         }
     }
 
@@ -817,5 +1062,33 @@ mod tests {
             message.starts_with("blob mount source ?from=: repository name \"B\""),
             "{message}"
         );
+    }
+
+    #[test]
+    fn manifest_writes_say_what_they_write() {
+        let write = |method, uri: &str| classify(method, uri).unwrap().manifest_write;
+        assert_eq!(
+            write("PUT", "/v2/app/web/manifests/v1.2"),
+            Some(ManifestWrite {
+                name: "app/web".into(),
+                reference: Reference::Tag("v1.2".into())
+            })
+        );
+        assert_eq!(
+            write("DELETE", &format!("/v2/app/manifests/{DIGEST}")),
+            Some(ManifestWrite {
+                name: "app".into(),
+                reference: Reference::Digest(DIGEST.into())
+            })
+        );
+        for (method, uri) in [
+            ("GET", "/v2/app/manifests/v1".to_owned()),
+            ("HEAD", "/v2/app/manifests/v1".to_owned()),
+            ("PUT", format!("/v2/app/blobs/uploads/x?digest={DIGEST}")),
+            ("DELETE", format!("/v2/app/blobs/{DIGEST}")),
+            ("POST", "/v2/app/blobs/uploads/".to_owned()),
+        ] {
+            assert_eq!(write(method, &uri), None, "{method} {uri}");
+        }
     }
 }

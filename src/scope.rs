@@ -348,7 +348,7 @@ fn is_valid_action(action: &str) -> bool {
 }
 
 /// `[a-z0-9]+` runs joined by separators `.`, `_`, `__` or one or more `-`.
-fn is_path_component(component: &str) -> bool {
+pub(crate) fn is_path_component(component: &str) -> bool {
     let bytes = component.as_bytes();
     let starts_and_ends_alphanumeric = matches!(
         (bytes.first(), bytes.last()),

@@ -243,4 +243,46 @@ mod tests {
         assert_ne!(a.credential_fingerprint(), b.credential_fingerprint());
         assert_eq!(a.credential_fingerprint().len(), 22);
     }
+
+    /// Issue 8 item 5: names that could escape their `${account}` namespace
+    /// are refused at load, inline and in htpasswd files alike, naming why.
+    #[test]
+    fn names_that_are_not_one_path_component_are_refused_at_load() {
+        for name in [
+            "alice/team",
+            "..",
+            ".",
+            "Alice",
+            "a*",
+            "a@b.org",
+            "-a",
+            "a b",
+        ] {
+            let message = parse_htpasswd(&format!("{name}:{HASH}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                message.contains("line 1") && message.contains("account name"),
+                "htpasswd {name:?}: {message}"
+            );
+            let config = serde_json::json!({
+                "service": "registry.test",
+                "issuer": "regauth",
+                "realm": "https://registry.test/token",
+                "token": { "algorithm": "ES256", "private_key": "token.key" },
+                "users": { name: { "password": HASH } }
+            });
+            let message = crate::config::Config::parse(
+                &config.to_string(),
+                std::path::Path::new("/etc/regauth"),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                message.contains(&format!("users.{name}")) && message.contains("path component"),
+                "inline {name:?}: {message}"
+            );
+        }
+        assert!(parse_htpasswd(&format!("ci-bot.2:{HASH}\n")).is_ok());
+    }
 }

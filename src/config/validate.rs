@@ -60,18 +60,17 @@ pub fn is_bcrypt_hash(hash: &str) -> bool {
     known_prefix && hash.len() == 60 && hash.parse::<bcrypt::HashParts>().is_ok()
 }
 
-/// A user name must be usable in Basic credentials and in an HTTP header.
+/// A user name must be one repository path component (see
+/// [`crate::acl::AccountName`]); that also makes it usable in Basic
+/// credentials and in an HTTP header.
 pub fn check_user_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("a user name cannot be empty (empty means anonymous)".into());
-    }
-    if name.contains(':') {
-        return Err("a user name cannot contain `:` (Basic credentials split on it)".into());
-    }
-    if !name.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err("a user name must be printable ASCII without spaces".into());
-    }
-    Ok(())
+    // One repository path component: `${account}` in ACL name patterns
+    // expands to it, so a name such as `alice/team` or `..` would reach into
+    // a namespace it does not own. This also keeps out `:` (Basic
+    // credentials split on it), spaces and control characters.
+    crate::acl::AccountName::parse(name)
+        .map(|_| ())
+        .map_err(|error| error.to_string())
 }
 
 /// Challenge parameters are quoted strings: keep them plain.

@@ -3,7 +3,7 @@
 //! builds an error response by hand.
 
 mod auth_endpoint;
-mod authorization;
+pub mod authorization;
 mod client;
 mod health;
 mod params;

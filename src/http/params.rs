@@ -1,10 +1,15 @@
 //! Request parameters of the token endpoint: the GET query and the POST
 //! form, both `application/x-www-form-urlencoded` (Go clients encode spaces
 //! as `+`, so plain percent-decoding would be wrong).
-
-use std::borrow::Cow;
+//!
+//! They are read with [`crate::query`]: a query or form that parsers could
+//! read differently (a raw `;`, an invalid escape, bytes that are not UTF-8)
+//! is refused with 400 rather than guessed at, and so is a control
+//! character in any key or value but the password (it could forge log
+//! lines, and no client sends one).
 
 use super::ApiError;
+use crate::query::Pairs;
 use crate::scope::{parse_scopes, ResourceScope};
 use crate::snapshot::Snapshot;
 
@@ -13,14 +18,29 @@ use crate::snapshot::Snapshot;
 /// `/auth` cache and log lines small whatever a caller sends.
 pub const MAX_RESOURCES: usize = 128;
 
+/// Values compared as given and never shown, where any character may be
+/// meant.
+const OPAQUE_FIELDS: [&str; 1] = ["password"];
+
 /// Request parameters, decoded as `application/x-www-form-urlencoded`
 /// (Go clients encode spaces as `+`), in order.
-pub struct Params<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+pub struct Params(Pairs);
 
-impl<'a> Params<'a> {
-    /// Decodes a query string or form body.
-    pub fn parse(input: &'a [u8]) -> Params<'a> {
-        Params(form_urlencoded::parse(input).collect())
+impl Params {
+    /// Decodes a query string or form body; refuses one that parsers may
+    /// read differently.
+    pub fn parse(input: &[u8]) -> Result<Params, ApiError> {
+        let pairs = Pairs::parse(input)
+            .and_then(|pairs| {
+                pairs
+                    .refuse_control_characters(&OPAQUE_FIELDS)
+                    .map(|()| pairs)
+            })
+            .map_err(|error| ApiError::BadRequest {
+                code: "UNSUPPORTED_VALUE",
+                message: format!("parameters refused: {error}"),
+            })?;
+        Ok(Params(pairs))
     }
 
     /// A field that may appear at most once (repeats must agree).
@@ -48,10 +68,7 @@ impl<'a> Params<'a> {
 
     /// Every value of a field, in order.
     pub fn all(&self, name: &'static str) -> impl Iterator<Item = &str> {
-        self.0
-            .iter()
-            .filter(move |(key, _)| key == name)
-            .map(|(_, value)| value.as_ref())
+        self.0.all(name)
     }
 
     /// Every requested scope: repeated fields, each possibly space-joined,
@@ -99,7 +116,8 @@ mod tests {
     #[test]
     fn params_decode_plus_and_reject_conflicts() {
         let params =
-            Params::parse(b"scope=repository%3Aa%3Apull+repository%3Ab%3Apush&service=x&service=y");
+            Params::parse(b"scope=repository%3Aa%3Apull+repository%3Ab%3Apush&service=x&service=y")
+                .unwrap();
         assert_eq!(
             params.all("scope").next(),
             Some("repository:a:pull repository:b:push")
@@ -113,14 +131,55 @@ mod tests {
         let many: String = (0..=MAX_RESOURCES)
             .map(|i| format!("scope=repository%3Ar{i}%3Apull&"))
             .collect();
-        let error = Params::parse(many.as_bytes()).scopes().unwrap_err();
+        let error = Params::parse(many.as_bytes())
+            .unwrap()
+            .scopes()
+            .unwrap_err();
         assert!(error.to_string().contains("at most 128"), "{error}");
         let fits: String = (0..MAX_RESOURCES)
             .map(|i| format!("scope=repository%3Ar{i}%3Apull&"))
             .collect();
         assert_eq!(
-            Params::parse(fits.as_bytes()).scopes().unwrap().len(),
+            Params::parse(fits.as_bytes())
+                .unwrap()
+                .scopes()
+                .unwrap()
+                .len(),
             MAX_RESOURCES
         );
+    }
+
+    /// Issue 8 item 1, on the token endpoint's own parsing: what parsers
+    /// read differently is refused, not guessed at.
+    #[test]
+    fn parameters_parsers_read_differently_are_refused() {
+        for (input, why) in [
+            (
+                &b"scope=repository%3Aa%3Apull;scope=repository%3Ab%3Apush"[..],
+                "';'",
+            ),
+            (b"service=x;account=admin", "';'"),
+            (b"scope=repository%3Aa%3Apull%zz", "percent-encoding"),
+            (b"username=alice%", "percent-encoding"),
+            (b"username=alice%FF", "UTF-8"),
+            (b"user%FFname=alice", "UTF-8"),
+            (
+                b"service=x%0A2026-01-01T00:00:00Z%20INFO%20regauth::audit",
+                "control",
+            ),
+            (b"scope=repository%3Aa%3Apull%0D", "control"),
+            (b"grant_type=password%00", "control"),
+            (b"user%00name=alice", "control"),
+        ] {
+            let error = Params::parse(input).err().map(|e| e.to_string());
+            assert!(
+                error.as_deref().is_some_and(|e| e.contains(why)),
+                "{:?} gave {error:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        // A password is opaque: any character may be meant, and it is never shown.
+        let params = Params::parse(b"username=alice&password=p%3Bw%00%0A%C3%A9+x").unwrap();
+        assert_eq!(params.single("password").unwrap(), Some("p;w\0\né x"));
     }
 }

@@ -35,7 +35,7 @@ pub async fn get(
     request: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let now = unix_now();
-    let params = Params::parse(request.uri().query().unwrap_or("").as_bytes());
+    let params = Params::parse(request.uri().query().unwrap_or("").as_bytes())?;
     let authorization = authorization::parse(request.headers());
     let parsed = parse_get(
         snapshot,
@@ -56,7 +56,7 @@ pub async fn post(
     let now = unix_now();
     let client = client(connection, &request);
     let body = read_form(snapshot, request).await?;
-    let params = Params::parse(&body);
+    let params = Params::parse(&body)?;
     let parsed = parse_post(snapshot, &params, client)?;
     serve(state, snapshot, connection, parsed, now).await
 }
@@ -169,7 +169,7 @@ fn client(connection: &Connection, request: &Request<Incoming>) -> ClientAddress
 
 fn parse_get<'a>(
     snapshot: &Snapshot,
-    params: &'a Params<'a>,
+    params: &'a Params,
     authorization: &'a Authorization,
     client: ClientAddress,
 ) -> Result<TokenRequest<'a>, ApiError> {
@@ -272,7 +272,7 @@ fn is_form(headers: &HeaderMap) -> bool {
 
 fn parse_post<'a>(
     snapshot: &Snapshot,
-    params: &'a Params<'a>,
+    params: &'a Params,
     client: ClientAddress,
 ) -> Result<TokenRequest<'a>, ApiError> {
     params.check_service(snapshot)?;

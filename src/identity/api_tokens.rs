@@ -197,6 +197,8 @@ pub fn parse_scope_pattern(text: &str) -> Result<RuleSpec, String> {
         resource_type: resource_type.to_owned(),
         name: name.to_owned(),
         actions,
+        tags: None,
+        digests: None,
         comment: None,
     };
     // Compiling checks the type, the pattern and the actions.

@@ -19,26 +19,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::Serialize;
 
-use super::{Algorithm, KidFormat, SigningKey, VerifyingKey};
-
-/// The public numbers of a verifying key: what a JWK carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PublicParameters {
-    /// EC P-256: the affine coordinates, big-endian, 32 bytes each.
-    P256 {
-        /// The x coordinate.
-        x: [u8; 32],
-        /// The y coordinate.
-        y: [u8; 32],
-    },
-    /// RSA: modulus and public exponent, big-endian.
-    Rsa {
-        /// The modulus.
-        n: Vec<u8>,
-        /// The public exponent.
-        e: Vec<u8>,
-    },
-}
+use super::{Algorithm, KidFormat, PublicComponents, SigningKey, VerifyingKey};
 
 /// A JWK Set: `{"keys": [...]}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -106,10 +87,11 @@ impl Jwks {
             if keys.iter().any(|listed| &listed.kid == kid) {
                 continue;
             }
-            let alg = match key.algorithms() {
-                [only] => Some(*only),
-                _ => None,
-            };
+            let algorithms = key.algorithms();
+            let alg = algorithms
+                .first()
+                .copied()
+                .filter(|_| algorithms.len() == 1);
             keys.push(Jwk::new(key, kid.clone(), alg));
         }
         Jwks { keys }
@@ -119,13 +101,13 @@ impl Jwks {
 impl Jwk {
     fn new(key: &VerifyingKey, kid: String, alg: Option<Algorithm>) -> Jwk {
         let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
-        let params = match key.public_parameters() {
-            PublicParameters::P256 { x, y } => JwkParams::Ec {
+        let params = match key.public_components() {
+            PublicComponents::P256 { x, y } => JwkParams::Ec {
                 crv: "P-256",
-                x: b64(x),
-                y: b64(y),
+                x: b64(&coordinate(x)),
+                y: b64(&coordinate(y)),
             },
-            PublicParameters::Rsa { n, e } => JwkParams::Rsa {
+            PublicComponents::Rsa { n, e } => JwkParams::Rsa {
                 n: b64(without_leading_zeros(n)),
                 e: b64(without_leading_zeros(e)),
             },
@@ -137,6 +119,17 @@ impl Jwk {
             kid,
         }
     }
+}
+
+/// RFC 7518 §6.2.1.2: a P-256 coordinate is always 32 bytes, leading zeros included
+/// (go-jose refuses anything else).
+fn coordinate(bytes: &[u8]) -> [u8; 32] {
+    let bytes = without_leading_zeros(bytes);
+    let mut fixed = [0u8; 32];
+    // A coordinate is below the field prime, so it never has more than 32 bytes.
+    let start = 32usize.saturating_sub(bytes.len());
+    fixed[start..].copy_from_slice(&bytes[bytes.len().saturating_sub(32)..]);
+    fixed
 }
 
 /// RFC 7518 §6.3.1: RSA numbers use the minimum number of octets (a DER INTEGER, for
@@ -271,12 +264,10 @@ mod tests {
     fn certificate_and_private_key_give_the_same_jwk() {
         let key = signing(LEADING_ZERO_KEY, Algorithm::Es256, KidFormat::Thumbprint);
         let from_cert = VerifyingKey::from_pem(LEADING_ZERO_CERT).expect("cert");
-        assert_eq!(
-            from_cert[0].public_parameters(),
-            key.verifying.public_parameters()
-        );
         let other = signing(EC_SEC1_PEM, Algorithm::Es256, KidFormat::Thumbprint);
         let jwks = Jwks::new(&other, &from_cert, KidFormat::Thumbprint);
+        let own = Jwks::new(&key, &[], KidFormat::Thumbprint);
+        assert_eq!(jwks.keys[1].params, own.keys[0].params);
         assert_eq!(jwks.keys[1].kid, LEADING_ZERO_REGISTRY3_KID);
     }
 
@@ -285,5 +276,21 @@ mod tests {
         assert_eq!(without_leading_zeros(&[0, 0, 1, 0]), [1, 0]);
         assert_eq!(without_leading_zeros(&[0, 0]), [] as [u8; 0]);
         assert_eq!(without_leading_zeros(&[1, 0, 1]), [1, 0, 1]);
+    }
+
+    /// Whatever length the key type hands over, a coordinate comes out as 32 bytes.
+    #[test]
+    fn ec_coordinates_are_always_32_bytes() {
+        let mut full = [7u8; 32];
+        full[0] = 0;
+        assert_eq!(coordinate(&full), full);
+        assert_eq!(coordinate(&full[1..]), full, "stripped: padded back");
+        let mut with_sign_byte = vec![0u8];
+        with_sign_byte.extend_from_slice(&full);
+        assert_eq!(
+            coordinate(&with_sign_byte),
+            full,
+            "DER-style extra zero dropped"
+        );
     }
 }

@@ -28,7 +28,7 @@ pub mod jwks;
 mod key_id;
 mod pem;
 
-pub use jwks::{Jwk, Jwks, PublicParameters};
+pub use jwks::{Jwk, JwkParams, Jwks};
 pub use key_id::{libtrust_kid, rfc7638_thumbprint, PublicComponents};
 pub use pem::certificate_spki_der;
 use pem::{certificate_chain, parse_private_key, pem_blocks, PublicKey};
@@ -182,8 +182,8 @@ pub struct VerifyingKey {
     pub thumbprint: String,
     /// Canonical DER SubjectPublicKeyInfo, to match `x5c` certificates.
     spki_der: Vec<u8>,
-    /// The public numbers, for the JWKS (`jwks`).
-    public: PublicParameters,
+    /// The public numbers, for JWKs and key IDs.
+    public: PublicNumbers,
     /// Algorithms a token signed by this key may claim.
     algorithms: &'static [Algorithm],
     /// The key in jsonwebtoken's form.
@@ -224,13 +224,13 @@ impl VerifyingKey {
                 };
                 let thumbprint = rfc7638_thumbprint(&PublicComponents::P256 { x: &x, y: &y });
                 let decoding = DecodingKey::from_ec_der(point.as_bytes());
-                (thumbprint, decoding, PublicParameters::P256 { x, y })
+                (thumbprint, decoding, PublicNumbers::P256 { x, y })
             }
             PublicKey::Rsa(k) => {
                 let (n, e) = (k.n().to_bytes_be(), k.e().to_bytes_be());
                 let thumbprint = rfc7638_thumbprint(&PublicComponents::Rsa { n: &n, e: &e });
                 let decoding = DecodingKey::from_rsa_raw_components(&n, &e);
-                (thumbprint, decoding, PublicParameters::Rsa { n, e })
+                (thumbprint, decoding, PublicNumbers::Rsa { n, e })
             }
         };
         Ok(VerifyingKey {
@@ -259,15 +259,27 @@ impl VerifyingKey {
         &self.spki_der
     }
 
-    /// The public numbers (EC coordinates, RSA modulus and exponent), for the JWKS.
-    pub fn public_parameters(&self) -> &PublicParameters {
-        &self.public
+    /// The public numbers (EC x and y, RSA n and e; big-endian), for a JWK.
+    pub fn public_components(&self) -> PublicComponents<'_> {
+        match &self.public {
+            PublicNumbers::P256 { x, y } => PublicComponents::P256 { x, y },
+            PublicNumbers::Rsa { n, e } => PublicComponents::Rsa { n, e },
+        }
     }
 
     /// The key in jsonwebtoken's form, for `token.rs`.
     pub(crate) fn decoding_key(&self) -> &DecodingKey {
         &self.decoding
     }
+}
+
+/// The public numbers of a [`VerifyingKey`], owned.
+#[derive(Clone, Debug)]
+enum PublicNumbers {
+    /// EC P-256 affine coordinates, 32 bytes each.
+    P256 { x: [u8; 32], y: [u8; 32] },
+    /// RSA modulus and public exponent, big-endian.
+    Rsa { n: Vec<u8>, e: Vec<u8> },
 }
 
 fn all_algorithms(key: &PublicKey) -> &'static [Algorithm] {

@@ -26,7 +26,8 @@ pub(crate) fn digest() -> impl Strategy<Value = String> {
 }
 
 /// (prefix, suffix) around the repository name, for every endpoint, with an optional
-/// query that carries no `from`.
+/// query that carries no `from`, encoded as clients encode it (valid `%XX` escapes of
+/// printable characters; an invalid escape or a control character is refused).
 pub(crate) fn endpoint() -> impl Strategy<Value = (&'static str, String)> {
     let tag = "[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}";
     let upload_id = "[A-Za-z0-9_=-][A-Za-z0-9_.=-]{0,30}";
@@ -43,7 +44,7 @@ pub(crate) fn endpoint() -> impl Strategy<Value = (&'static str, String)> {
     ];
     let query = prop::option::of((
         select(&["n", "last", "digest", "_state"][..]),
-        "[a-zA-Z0-9%]{0,8}",
+        "([a-zA-Z0-9]|%[2-6][0-9A-F]){0,8}",
     ));
     (suffix, query).prop_map(|((prefix, suffix), query)| match query {
         Some((key, value)) => (prefix, format!("{suffix}?{key}={value}")),
