@@ -5,9 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogFormat, LogSettings};
+use crate::config::LogSettings;
 use crate::snapshot::Snapshot;
 use crate::state::State;
 use crate::{listeners, server};
@@ -16,7 +15,8 @@ use crate::{listeners, server};
 /// signal has been handled; errors are start-up failures.
 pub fn serve(config_path: &Path) -> anyhow::Result<()> {
     let config_path = absolute(config_path)?;
-    init_logging(&log_settings_of(&config_path));
+    // Held to the end: dropping it flushes the lines still queued.
+    let _log = crate::logging::init(&log_settings_of(&config_path));
     // Taking systemd's sockets edits the environment: do it while this is
     // still the only thread.
     let inherited = listeners::take_inherited_sockets()?;
@@ -99,19 +99,4 @@ fn log_settings_of(config_path: &Path) -> LogSettings {
         .and_then(|value| value.get("log").cloned())
         .and_then(|log| serde_json::from_value(log).ok())
         .unwrap_or_default()
-}
-
-fn init_logging(settings: &LogSettings) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::try_new(&settings.level).unwrap_or_else(|_| EnvFilter::new("info"))
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match settings.format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .try_init(),
-    };
 }

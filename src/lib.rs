@@ -33,7 +33,8 @@
 //! - Edges: [`http`] (router; endpoints that parse, ask [`identity`], call
 //!   [`decide`] and answer; the one mapping from errors to responses),
 //!   [`listeners`] (TCP, unix and systemd sockets), [`server`] (accept
-//!   loop, graceful drain), [`metrics`] (Prometheus), [`app`] (wires
+//!   loop, graceful drain), [`metrics`] (Prometheus), [`logging`] (a
+//!   non-blocking writer; escaped text), [`app`] (wires
 //!   `serve`), [`commands`] (the other CLI commands), [`token_commands`]
 //!   (`regauth token create|list|revoke`), [`explain`] (`regauth explain`:
 //!   which rule decides, and why the others do not).
@@ -50,6 +51,7 @@ pub mod identity;
 pub mod keys;
 pub mod limiter;
 pub mod listeners;
+pub mod logging;
 pub mod media_type;
 pub mod metrics;
 pub mod pattern;

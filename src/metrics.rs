@@ -16,6 +16,8 @@
 //! - `regauth_login_limiter_entries{table}`: counters, known_addresses
 //! - `regauth_check_queue_running{queue}`, `regauth_check_queue_waiting{queue}`
 //! - `regauth_reloads_total{result}`: ok, failed; `regauth_config_generation`
+//! - `regauth_log_lines_dropped_total`: log lines dropped because the log
+//!   writer could not keep up (see `logging`); updated every second
 
 use std::time::Duration;
 
@@ -33,12 +35,17 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         .install_recorder()?;
     describe();
     let upkeep = handle.clone();
-    // Histograms are kept in buckets that need periodic upkeep.
+    // Histograms are kept in buckets that need periodic upkeep; the log
+    // writer keeps its own count of dropped lines, copied here.
     tokio::spawn(async move {
-        let mut interval = tokio::time::interval(Duration::from_secs(5));
-        loop {
+        let mut interval = tokio::time::interval(Duration::from_secs(1));
+        for tick in 0u64.. {
             interval.tick().await;
-            upkeep.run_upkeep();
+            metrics::counter!("regauth_log_lines_dropped_total")
+                .absolute(crate::logging::dropped_lines());
+            if tick % 5 == 0 {
+                upkeep.run_upkeep();
+            }
         }
     });
     Ok(handle)
@@ -93,5 +100,9 @@ fn describe() {
     describe_gauge!(
         "regauth_config_generation",
         "Generation of the configuration in force"
+    );
+    describe_counter!(
+        "regauth_log_lines_dropped_total",
+        "Log lines dropped because the log writer could not keep up"
     );
 }

@@ -334,21 +334,19 @@ fn preview_signing_key(config: &Config) -> Result<SigningKey, LoadError> {
 fn generate_key_files(config: &Config) -> Result<(), LoadError> {
     let settings = &config.token;
     let key_path = &settings.private_key;
+    let key_error = |cause| LoadError::Key {
+        path: key_path.clone(),
+        cause,
+    };
+    let certificate_path = settings.certificate.as_ref();
+    if let Some(cert_path) = certificate_path.filter(|path| path.exists()) {
+        return Err(key_error(KeyError::CertificateWithoutKey {
+            certificate: cert_path.clone(),
+        }));
+    }
     let (key_pem, certificate_pem) =
-        keys::generate(settings.algorithm, &config.service).map_err(|source| LoadError::Key {
-            path: key_path.clone(),
-            cause: source,
-        })?;
-    if let Some(cert_path) = &settings.certificate {
-        if cert_path.exists() {
-            return Err(LoadError::Io {
-                path: key_path.clone(),
-                cause: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "private key missing while its certificate exists; not generating a mismatched pair",
-                ),
-            });
-        }
+        keys::generate(settings.algorithm, &config.service).map_err(key_error)?;
+    if let Some(cert_path) = certificate_path {
         write_new_file(cert_path, &certificate_pem, 0o644)?;
     }
     write_new_file(key_path, &key_pem, 0o600)?;
@@ -448,5 +446,44 @@ mod tests {
             snapshot.summary()
         );
         assert_eq!(snapshot.source_files.len(), 2);
+    }
+
+    /// A certificate without its key: generating would make a mismatched
+    /// pair. The refusal says so (it used to be reported as "not found").
+    #[test]
+    fn generate_if_missing_refuses_beside_an_orphan_certificate_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join("token.crt"),
+            "certificate the registry trusts",
+        )
+        .unwrap();
+        let config = serde_json::json!({
+            "service": "registry.test",
+            "issuer": "regauth",
+            "realm": "https://registry.test/token",
+            "listen": ["127.0.0.1:5001"],
+            "token": { "algorithm": "ES256", "private_key": "token.key",
+                       "certificate": "token.crt", "generate_if_missing": true },
+        });
+        let path = dir.path().join("regauth.json");
+        fs::write(&path, config.to_string()).unwrap();
+        let Err(err) = Snapshot::load_with(&path, MissingKeys::Create) else {
+            panic!("a key was generated beside an orphan certificate");
+        };
+        assert!(
+            matches!(
+                &err,
+                LoadError::Key {
+                    cause: KeyError::CertificateWithoutKey { .. },
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(message.contains("token.crt exists"), "{message}");
+        assert!(!message.to_lowercase().contains("not found"), "{message}");
+        assert!(!dir.path().join("token.key").exists());
     }
 }

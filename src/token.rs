@@ -8,11 +8,15 @@
 //! Verification is strict and cheap to reject: the `alg` header must be one
 //! of ES256/RS256/PS256 and fit the selected trusted key *before* any crypto
 //! runs (so `none` and HS* key-confusion tokens never reach a verifier). The
-//! signature is checked with jsonwebtoken; issuer, audience and times are
-//! checked here against an injected `now`, so nothing in here reads a clock.
+//! signature is checked by the selected key (AWS-LC, key parsed at load);
+//! issuer, audience and times are checked here against an injected `now`, so
+//! nothing in here reads a clock.
+//!
+//! Signing assembles the compact JWS itself: the header segment is encoded
+//! once per key, the claims are JSON-encoded, and the key signs (AWS-LC).
+//! Only the encoding is ours; the cryptography is the library's.
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use base64::Engine as _;
+use data_encoding::{BASE64, BASE64URL_NOPAD};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -231,11 +235,19 @@ pub enum TokenError {
 /// when the key has a certificate. Segments are unpadded base64url and ES256
 /// signatures are raw r‖s (64 bytes), as registries require.
 pub fn sign<C: Serialize>(key: &SigningKey, claims: &C) -> Result<String, TokenError> {
-    let mut header = jsonwebtoken::Header::new(key.algorithm.into());
-    header.kid = Some(key.kid.clone());
-    header.x5c = key.x5c.clone();
-    jsonwebtoken::encode(&header, claims, key.encoding_key())
-        .map_err(|e| TokenError::Signing(e.to_string()))
+    let header = key.jws_header();
+    let claims = serde_json::to_vec(claims).map_err(|e| TokenError::Signing(e.to_string()))?;
+    let mut token =
+        String::with_capacity(header.len() + 2 + BASE64URL_NOPAD.encode_len(claims.len()) + 352);
+    token.push_str(header);
+    token.push('.');
+    BASE64URL_NOPAD.encode_append(&claims, &mut token);
+    let signature = key
+        .sign(token.as_bytes())
+        .map_err(|e| TokenError::Signing(e.to_string()))?;
+    token.push('.');
+    BASE64URL_NOPAD.encode_append(&signature, &mut token);
+    Ok(token)
 }
 
 /// What a verifier demands; `now` injected (unix seconds).
@@ -302,7 +314,7 @@ pub fn verify_refresh(
 
 /// A fresh token ID: 128 random bits, unpadded base64url (22 characters).
 pub fn new_jti() -> String {
-    URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>())
+    BASE64URL_NOPAD.encode(&rand::random::<[u8; 16]>())
 }
 
 /// The only claim we peek at before choosing the claim type.
@@ -338,8 +350,8 @@ fn verify_signature(keys: &[VerifyingKey], token: &str) -> Result<Vec<u8>, Token
         .split_once('.')
         .filter(|(_, payload)| !payload.contains('.'))
         .ok_or_else(|| malformed("expected 3 dot-separated segments"))?;
-    let header_json = URL_SAFE_NO_PAD
-        .decode(header_b64)
+    let header_json = BASE64URL_NOPAD
+        .decode(header_b64.as_bytes())
         .map_err(|_| malformed("header is not unpadded base64url"))?;
     let header: RawHeader = serde_json::from_slice(&header_json)
         .map_err(|e| TokenError::Malformed(format!("header: {}", shorten(&e.to_string()))))?;
@@ -350,7 +362,7 @@ fn verify_signature(keys: &[VerifyingKey], token: &str) -> Result<Vec<u8>, Token
         return Err(malformed("header has a crit parameter"));
     }
     let key = select_key(keys, &header)?;
-    if !key.algorithms().contains(&alg) {
+    if !key.allows(alg) {
         return Err(TokenError::AlgorithmMismatch {
             alg,
             kid: key.libtrust_kid.clone(),
@@ -359,25 +371,15 @@ fn verify_signature(keys: &[VerifyingKey], token: &str) -> Result<Vec<u8>, Token
     if signature.is_empty() {
         return Err(malformed("empty signature"));
     }
-    // jsonwebtoken decodes the signature and checks it; an ES256 signature
-    // that is not exactly 64 raw bytes (e.g. DER) fails as a bad signature.
-    match jsonwebtoken::crypto::verify(
-        signature,
-        message.as_bytes(),
-        key.decoding_key(),
-        alg.into(),
-    ) {
-        Ok(true) => {}
-        Ok(false) => return Err(TokenError::BadSignature),
-        Err(e) => match e.kind() {
-            jsonwebtoken::errors::ErrorKind::Base64(_) => {
-                return Err(malformed("signature is not unpadded base64url"))
-            }
-            _ => return Err(TokenError::BadSignature),
-        },
+    let signature = BASE64URL_NOPAD
+        .decode(signature.as_bytes())
+        .map_err(|_| malformed("signature is not unpadded base64url"))?;
+    // An ES256 signature that is not exactly 64 raw bytes (e.g. DER) fails.
+    if !key.verify(alg, message.as_bytes(), &signature) {
+        return Err(TokenError::BadSignature);
     }
-    URL_SAFE_NO_PAD
-        .decode(payload_b64)
+    BASE64URL_NOPAD
+        .decode(payload_b64.as_bytes())
         .map_err(|_| malformed("claims are not unpadded base64url"))
 }
 
@@ -400,8 +402,8 @@ fn select_key<'k>(
     let leaf = chain
         .first()
         .ok_or_else(|| TokenError::Malformed("empty x5c header".into()))?;
-    let der = STANDARD
-        .decode(leaf)
+    let der = BASE64
+        .decode(leaf.as_bytes())
         .map_err(|_| TokenError::Malformed("x5c certificate is not base64".into()))?;
     let spki = keys::certificate_spki_der(&der, 1)
         .map_err(|e| TokenError::Malformed(format!("x5c: {}", shorten(&e.to_string()))))?;
@@ -465,8 +467,7 @@ fn shorten(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::keys::tests::{EC_CERT_PEM, EC_PKCS8_PEM, EC_SEC1_PEM, RSA_CERT_PEM, RSA_PKCS1_PEM};
-    use crate::keys::KidFormat;
-    use rsa::pkcs8::{DecodePublicKey as _, EncodePublicKey as _};
+    use crate::keys::{KidFormat, PublicComponents};
 
     const NOW: i64 = 1_700_000_000;
     const ISSUER: &str = "regauth";
@@ -520,7 +521,11 @@ mod tests {
     fn segments(token: &str) -> Vec<Vec<u8>> {
         token
             .split('.')
-            .map(|s| URL_SAFE_NO_PAD.decode(s).expect("unpadded base64url"))
+            .map(|s| {
+                BASE64URL_NOPAD
+                    .decode(s.as_bytes())
+                    .expect("unpadded base64url")
+            })
             .collect()
     }
 
@@ -529,7 +534,52 @@ mod tests {
     }
 
     fn b64(json: &str) -> String {
-        URL_SAFE_NO_PAD.encode(json)
+        BASE64URL_NOPAD.encode(json.as_bytes())
+    }
+
+    /// A token with this header, signed by `key` whatever the header says.
+    fn hand_signed(key: &SigningKey, header: &str) -> String {
+        let claims = serde_json::to_string(&access_claims()).expect("json");
+        let message = format!("{}.{}", b64(header), b64(&claims));
+        let signature = key.sign(message.as_bytes()).expect("sign");
+        format!("{message}.{}", BASE64URL_NOPAD.encode(&signature))
+    }
+
+    /// jsonwebtoken, an independent implementation, accepts what we sign.
+    #[test]
+    fn jsonwebtoken_verifies_our_tokens() {
+        for key in [
+            ec_key(KidFormat::Libtrust, true),
+            rsa_key(Algorithm::Rs256),
+            rsa_key(Algorithm::Ps256),
+        ] {
+            let token = sign(&key, &access_claims()).expect("sign");
+            let decoding = match key.verifying.public_components() {
+                PublicComponents::P256 { x, y } => {
+                    let mut point = vec![4u8];
+                    point.extend_from_slice(x);
+                    point.extend_from_slice(y);
+                    jsonwebtoken::DecodingKey::from_ec_der(&point)
+                }
+                PublicComponents::Rsa { n, e } => {
+                    jsonwebtoken::DecodingKey::from_rsa_raw_components(n, e)
+                }
+            };
+            let alg = match key.algorithm {
+                Algorithm::Es256 => jsonwebtoken::Algorithm::ES256,
+                Algorithm::Rs256 => jsonwebtoken::Algorithm::RS256,
+                Algorithm::Ps256 => jsonwebtoken::Algorithm::PS256,
+            };
+            let mut validation = jsonwebtoken::Validation::new(alg);
+            validation.set_audience(&[SERVICE]);
+            validation.set_issuer(&[ISSUER]);
+            validation.validate_exp = false;
+            let got = jsonwebtoken::decode::<AccessClaims>(&token, &decoding, &validation)
+                .expect("jsonwebtoken accepts our token");
+            assert_eq!(got.claims.sub, "alice");
+            assert_eq!(got.header.kid.as_deref(), Some(key.kid.as_str()));
+            assert_eq!(got.header.x5c, key.x5c);
+        }
     }
 
     #[test]
@@ -560,8 +610,8 @@ mod tests {
         assert_eq!(header["kid"], crate::keys::tests::EC_SEC1_THUMBPRINT);
         let x5c = header["x5c"].as_array().expect("x5c array");
         assert_eq!(x5c.len(), 1);
-        let der = STANDARD
-            .decode(x5c[0].as_str().expect("string"))
+        let der = BASE64
+            .decode(x5c[0].as_str().expect("string").as_bytes())
             .expect("standard base64");
         let spki = keys::certificate_spki_der(&der, 1).expect("certificate");
         assert_eq!(spki, key.verifying.spki_der());
@@ -581,11 +631,23 @@ mod tests {
         let key = ec_key(KidFormat::Libtrust, false);
         let token = sign(&key, &access_claims()).expect("sign");
         let (message, _) = token.rsplit_once('.').expect("dots");
-        let raw = p256::ecdsa::Signature::from_slice(&segments(&token)[2]).expect("raw sig");
-        let der_token = format!(
-            "{message}.{}",
-            URL_SAFE_NO_PAD.encode(raw.to_der().as_bytes())
-        );
+        // A valid signature by the same key, but DER-encoded as X.509 does.
+        let sec1 = crate::keys::tests::EC_SEC1_PEM
+            .split("-----BEGIN EC PRIVATE KEY-----")
+            .nth(1)
+            .and_then(|rest| rest.split("-----END").next())
+            .map(|body| body.split_whitespace().collect::<String>())
+            .expect("SEC1 body");
+        let sec1 = BASE64.decode(sec1.as_bytes()).expect("base64");
+        let asn1 = aws_lc_rs::signature::EcdsaKeyPair::from_private_key_der(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            &sec1,
+        )
+        .expect("same key, DER signatures");
+        let der = asn1
+            .sign(&aws_lc_rs::rand::SystemRandom::new(), message.as_bytes())
+            .expect("sign");
+        let der_token = format!("{message}.{}", BASE64URL_NOPAD.encode(der.as_ref()));
         let err = verify_access(&[key.verifying], &der_token, &expect()).expect_err("DER sig");
         assert!(matches!(err, TokenError::BadSignature), "{err}");
     }
@@ -675,15 +737,7 @@ mod tests {
         assert!(verify_access(&[], &token, &expect()).is_err());
 
         // No kid and no x5c: nothing to choose a key by.
-        let claims = serde_json::to_string(&access_claims()).expect("json");
-        let message = format!("{}.{}", b64(r#"{"alg":"ES256"}"#), b64(&claims));
-        let sig = jsonwebtoken::crypto::sign(
-            message.as_bytes(),
-            key.encoding_key(),
-            jsonwebtoken::Algorithm::ES256,
-        )
-        .expect("sign");
-        let bare = format!("{message}.{sig}");
+        let bare = hand_signed(&key, r#"{"alg":"ES256"}"#);
         let err = verify_access(std::slice::from_ref(&key.verifying), &bare, &expect())
             .expect_err("no kid");
         assert!(matches!(err, TokenError::UnknownKey(_)), "{err}");
@@ -692,10 +746,8 @@ mod tests {
     #[test]
     fn x5c_without_kid_selects_the_certificate_key() {
         let key = ec_key(KidFormat::Libtrust, true);
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-        header.x5c = key.x5c.clone();
-        let token =
-            jsonwebtoken::encode(&header, &access_claims(), key.encoding_key()).expect("sign");
+        let header = serde_json::json!({ "alg": "ES256", "x5c": key.x5c });
+        let token = hand_signed(&key, &header.to_string());
         let trusted = crate::keys::VerifyingKey::from_pem(EC_CERT_PEM).expect("cert");
         assert!(verify_access(&trusted, &token, &expect()).is_ok());
         let rsa_only = crate::keys::VerifyingKey::from_pem(RSA_CERT_PEM).expect("cert");
@@ -720,11 +772,7 @@ mod tests {
     #[test]
     fn hs256_with_public_key_as_secret_is_unsupported() {
         let key = rsa_key(Algorithm::Rs256);
-        let public =
-            rsa::RsaPublicKey::from_public_key_der(key.verifying.spki_der()).expect("spki");
-        let pem = public
-            .to_public_key_pem(p256::pkcs8::LineEnding::LF)
-            .expect("pem");
+        let pem = crate::keys::tests::to_pem("PUBLIC KEY", key.verifying.spki_der());
         for secret in [
             key.verifying.spki_der(),
             pem.as_bytes(),
@@ -748,10 +796,7 @@ mod tests {
         // RSA-signed token claiming the EC key's kid.
         let ec = ec_key(KidFormat::Libtrust, false);
         let rsa = rsa_key(Algorithm::Rs256);
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-        header.kid = Some(ec.kid.clone());
-        let token =
-            jsonwebtoken::encode(&header, &access_claims(), rsa.encoding_key()).expect("sign");
+        let token = hand_signed(&rsa, &format!(r#"{{"alg":"RS256","kid":"{}"}}"#, ec.kid));
         let err = verify_access(std::slice::from_ref(&ec.verifying), &token, &expect())
             .expect_err("mismatch");
         assert!(matches!(err, TokenError::AlgorithmMismatch { .. }), "{err}");
@@ -922,7 +967,8 @@ mod tests {
     #[test]
     fn jti_is_128_bit_and_unique() {
         let (a, b) = (new_jti(), new_jti());
-        assert_eq!(URL_SAFE_NO_PAD.decode(&a).expect("base64url").len(), 16);
+        let bits = BASE64URL_NOPAD.decode(a.as_bytes()).expect("base64url");
+        assert_eq!(bits.len(), 16);
         assert_ne!(a, b);
     }
 }

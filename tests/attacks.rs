@@ -211,8 +211,7 @@ fn auth(method: &'static str, uri: impl Into<String>, bearer: &str) -> Probe {
 }
 
 fn b64(value: &Value) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string())
+    data_encoding::BASE64URL_NOPAD.encode(value.to_string().as_bytes())
 }
 
 /// Every attack, with its expected answer.

@@ -147,8 +147,7 @@ impl Sidecar {
 }
 
 fn b64(value: &Value) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string())
+    data_encoding::BASE64URL_NOPAD.encode(value.to_string().as_bytes())
 }
 
 #[test]

@@ -15,11 +15,9 @@
 
 mod support;
 
+use serde_json::{json, Value};
 use std::fs;
 use std::time::{Duration, Instant};
-
-use base64::Engine as _;
-use serde_json::{json, Value};
 use support::*;
 
 const SERVICE: &str = "registry.test";
@@ -605,11 +603,7 @@ fn docker_scenario(mut site: Site) {
     );
     assert_eq!(
         stored["auth"].as_str(),
-        Some(
-            base64::engine::general_purpose::STANDARD
-                .encode("alice:")
-                .as_str()
-        ),
+        Some(data_encoding::BASE64.encode(b"alice:").as_str()),
         "docker login kept the password: {stored}"
     );
     steps.owner_pushes_and_pulls();

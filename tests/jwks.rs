@@ -13,8 +13,7 @@ use std::path::Path;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
+use data_encoding::BASE64URL_NOPAD;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{DecodingKey, Validation};
 use serde_json::{json, Value};
@@ -73,7 +72,12 @@ fn jwks(config: &Path, extra: &[&str]) -> Value {
 
 fn header(token: &str) -> Value {
     let segment = token.split('.').next().expect("JWT header");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).expect("base64url")).expect("JSON")
+    serde_json::from_slice(
+        &BASE64URL_NOPAD
+            .decode(segment.as_bytes())
+            .expect("base64url"),
+    )
+    .expect("JSON")
 }
 
 /// What registry 3 does with a token and its `auth.token.jwks`: the key whose `kid` is the
@@ -192,8 +196,8 @@ fn tokens_verify_against_the_printed_jwks_across_a_rotation() {
     assert_eq!(keys.len(), 2, "{set}");
     assert_eq!(keys[0]["kid"], LEADING_ZERO_KID);
     assert_eq!(header(&new_token)["kid"], LEADING_ZERO_KID);
-    let x = URL_SAFE_NO_PAD
-        .decode(keys[0]["x"].as_str().expect("x"))
+    let x = BASE64URL_NOPAD
+        .decode(keys[0]["x"].as_str().expect("x").as_bytes())
         .expect("base64url");
     assert_eq!((x.len(), x[0]), (32, 0), "x keeps its leading zero byte");
     assert_eq!(keys[1]["kid"], old_set["keys"][0]["kid"]);
@@ -220,10 +224,10 @@ fn tokens_verify_against_the_printed_jwks_across_a_rotation() {
         // What go-jose does to a JWKS whose x lost its leading zero byte, as a writer
         // that encodes Go's big.Int.Bytes() would produce: the whole file is refused.
         let mut stripped = set.clone();
-        let x = URL_SAFE_NO_PAD
-            .decode(keys[0]["x"].as_str().expect("x"))
+        let x = BASE64URL_NOPAD
+            .decode(keys[0]["x"].as_str().expect("x").as_bytes())
             .expect("x");
-        stripped["keys"][0]["x"] = URL_SAFE_NO_PAD.encode(&x[1..]).into();
+        stripped["keys"][0]["x"] = BASE64URL_NOPAD.encode(&x[1..]).into();
         let (ok, lines) = jose_verify(&h, &verifier, &stripped.to_string(), &[&new_token]);
         assert!(!ok);
         assert!(lines[0].contains("wrong length for x"), "{lines:?}");

@@ -88,10 +88,9 @@ fn error_code(response: &Response) -> String {
 }
 
 fn jwt_header(token: &str) -> Value {
-    use base64::Engine;
     let segment = token.split('.').next().unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(segment)
+    let bytes = data_encoding::BASE64URL_NOPAD
+        .decode(segment.as_bytes())
         .unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }

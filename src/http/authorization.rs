@@ -1,7 +1,6 @@
 //! The credential a request carries in its `Authorization` header: Basic,
 //! Bearer, nothing, or something unreadable.
 
-use base64::Engine;
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
 use zeroize::Zeroizing;
@@ -43,7 +42,7 @@ pub fn parse(headers: &HeaderMap) -> Authorization {
     if !scheme.eq_ignore_ascii_case("basic") {
         return Authorization::Malformed("unsupported Authorization scheme");
     }
-    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(credential) else {
+    let Ok(decoded) = data_encoding::BASE64.decode(credential.as_bytes()) else {
         return Authorization::Malformed("Basic credentials are not valid base64");
     };
     let decoded = Zeroizing::new(decoded);

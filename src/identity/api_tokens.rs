@@ -23,8 +23,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
+use data_encoding::BASE64URL_NOPAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -141,7 +140,7 @@ pub fn new_secret() -> NewSecret {
     let bytes = Zeroizing::new(rand::random::<[u8; SECRET_BYTES]>());
     let secret = Zeroizing::new(format!(
         "{SECRET_PREFIX}{}",
-        URL_SAFE_NO_PAD.encode(bytes.as_ref())
+        BASE64URL_NOPAD.encode(bytes.as_ref())
     ));
     let sha256_hex = data_encoding::HEXLOWER.encode(&secret_hash(&secret));
     NewSecret { secret, sha256_hex }

@@ -19,8 +19,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
+use data_encoding::BASE64URL_NOPAD;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
@@ -235,8 +234,8 @@ fn decode_json<T: serde::de::DeserializeOwned>(
     segment: &str,
     what: &str,
 ) -> Result<T, FederationError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(segment)
+    let bytes = BASE64URL_NOPAD
+        .decode(segment.as_bytes())
         .map_err(|_| FederationError::Malformed(format!("the {what} is not base64url")))?;
     serde_json::from_slice(&bytes)
         .map_err(|_| FederationError::Malformed(format!("the {what} is not a JSON object")))
@@ -864,25 +863,26 @@ mod tests {
     const ISSUER: &str = "https://token.actions.githubusercontent.com";
     const NOW: i64 = 1_700_000_000;
 
-    /// An RSA key pair made with the rsa crate (already a dependency; 1024
-    /// bits because key generation is slow in debug builds), as a
-    /// JWK for verifying and a PEM for signing.
+    /// An RSA-2048 key pair made with AWS-LC (the crypto stack; it refuses
+    /// smaller RSA keys), as a JWK for verifying and a key for signing.
     fn rsa_pair(kid: &str) -> (Jwk, jsonwebtoken::EncodingKey) {
-        use rsa::pkcs1::EncodeRsaPrivateKey;
-        use rsa::traits::PublicKeyParts;
-        let private = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 1024).unwrap();
-        let public = private.to_public_key();
+        use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+        use aws_lc_rs::rsa::{KeyPair, KeySize};
+        use aws_lc_rs::signature::KeyPair as _;
+        let private = KeyPair::generate(KeySize::Rsa2048).unwrap();
+        let public = private.public_key();
         let jwk: Jwk = serde_json::from_value(json!({
             "kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
-            "n": URL_SAFE_NO_PAD.encode(public.n().to_bytes_be()),
-            "e": URL_SAFE_NO_PAD.encode(public.e().to_bytes_be()),
+            "n": BASE64URL_NOPAD.encode(public.modulus().big_endian_without_leading_zero()),
+            "e": BASE64URL_NOPAD.encode(public.exponent().big_endian_without_leading_zero()),
         }))
         .unwrap();
-        let pem = private.to_pkcs1_pem(Default::default()).unwrap();
-        (
-            jwk,
-            jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
-        )
+        let pkcs8: Pkcs8V1Der<'_> = private.as_der().unwrap();
+        // jsonwebtoken signs with a PKCS#1 key: the payload of the PKCS#8 one.
+        let pkcs1 = pkcs8::PrivateKeyInfo::try_from(pkcs8.as_ref())
+            .unwrap()
+            .private_key;
+        (jwk, jsonwebtoken::EncodingKey::from_rsa_der(pkcs1))
     }
 
     fn mint(key: &jsonwebtoken::EncodingKey, kid: &str, claims: &Value) -> String {
@@ -1067,7 +1067,7 @@ mod tests {
         edited["repository_owner"] = json!("evil");
         let forged = format!(
             "{header}.{}.{signature}",
-            URL_SAFE_NO_PAD.encode(edited.to_string())
+            BASE64URL_NOPAD.encode(edited.to_string().as_bytes())
         );
         assert_eq!(
             rule.verify(&forged, &key, NOW).unwrap_err(),
@@ -1075,8 +1075,9 @@ mod tests {
         );
         // alg none and HS256 never verify.
         for alg in ["none", "HS256", "ES256"] {
-            let header = URL_SAFE_NO_PAD.encode(json!({"alg": alg, "kid": "k1"}).to_string());
-            let claims = URL_SAFE_NO_PAD.encode(github_claims().to_string());
+            let header =
+                BASE64URL_NOPAD.encode(json!({"alg": alg, "kid": "k1"}).to_string().as_bytes());
+            let claims = BASE64URL_NOPAD.encode(github_claims().to_string().as_bytes());
             let token = format!("{header}.{claims}.{signature}");
             assert_eq!(
                 rule.verify(&token, &key, NOW).unwrap_err().label(),

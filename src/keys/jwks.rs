@@ -15,8 +15,7 @@
 //! one and with it the whole file) and RSA numbers carry no leading zero bytes. Only
 //! public parameters exist here: the type has no place for a private one.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
+use data_encoding::BASE64URL_NOPAD;
 use serde::Serialize;
 
 use super::{Algorithm, KidFormat, PublicComponents, SigningKey, VerifyingKey};
@@ -100,7 +99,7 @@ impl Jwks {
 
 impl Jwk {
     fn new(key: &VerifyingKey, kid: String, alg: Option<Algorithm>) -> Jwk {
-        let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
+        let b64 = |bytes: &[u8]| BASE64URL_NOPAD.encode(bytes);
         let params = match key.public_components() {
             PublicComponents::P256 { x, y } => JwkParams::Ec {
                 crv: "P-256",
@@ -168,8 +167,8 @@ mod tests {
     }
 
     fn decode(text: &Value) -> Vec<u8> {
-        URL_SAFE_NO_PAD
-            .decode(text.as_str().expect("a string"))
+        BASE64URL_NOPAD
+            .decode(text.as_str().expect("a string").as_bytes())
             .expect("base64url without padding")
     }
 
@@ -201,14 +200,14 @@ mod tests {
         let jwk = &to_json(&Jwks::new(&key, &[], KidFormat::Thumbprint))["keys"][0];
         let go_bytes = |member: &Value| {
             let bytes = decode(member);
-            URL_SAFE_NO_PAD.encode(without_leading_zeros(&bytes))
+            BASE64URL_NOPAD.encode(without_leading_zeros(&bytes))
         };
         let canonical = format!(
             r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
             go_bytes(&jwk["x"]),
             go_bytes(&jwk["y"])
         );
-        let thumbprint = URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()));
+        let thumbprint = BASE64URL_NOPAD.encode(&Sha256::digest(canonical.as_bytes()));
         assert_eq!(jwk["kid"], thumbprint.as_str());
     }
 

@@ -4,8 +4,7 @@
 //! Pure functions over public-key bytes. They must agree with the registries byte for
 //! byte, or a token we sign names a key the registry cannot find.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
+use data_encoding::BASE64URL_NOPAD;
 use sha2::{Digest as _, Sha256};
 
 /// JWK public components for [`rfc7638_thumbprint`].
@@ -52,7 +51,7 @@ pub fn libtrust_kid(spki_der: &[u8]) -> String {
 /// y starts with 0x00 (about 1 in 128 keys) this differs from a strict
 /// RFC 7518 encoding, which keeps x and y at 32 bytes; for RSA both agree.
 pub fn rfc7638_thumbprint(key: &PublicComponents<'_>) -> String {
-    let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(strip_leading_zeros(bytes));
+    let b64 = |bytes: &[u8]| BASE64URL_NOPAD.encode(strip_leading_zeros(bytes));
     // Built by hand: RFC 7638 needs exactly this member order and no spaces,
     // and base64url output never needs JSON escaping.
     let canonical = match key {
@@ -65,7 +64,7 @@ pub fn rfc7638_thumbprint(key: &PublicComponents<'_>) -> String {
             format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, b64(e), b64(n))
         }
     };
-    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+    BASE64URL_NOPAD.encode(&Sha256::digest(canonical.as_bytes()))
 }
 
 fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
@@ -75,28 +74,29 @@ fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
 
 #[cfg(test)]
 mod tests {
-    use p256::elliptic_curve::sec1::ToEncodedPoint as _;
-    use p256::pkcs8::EncodePublicKey as _;
+    use aws_lc_rs::agreement::{PrivateKey, ECDH_P256};
 
     use super::*;
     use crate::keys::pem::PublicKey;
     use crate::keys::{Algorithm, VerifyingKey};
 
     fn b64url(s: &str) -> Vec<u8> {
-        URL_SAFE_NO_PAD.decode(s).expect("test vector is base64url")
+        BASE64URL_NOPAD
+            .decode(s.as_bytes())
+            .expect("test vector is base64url")
     }
 
-    /// A P-256 public key from a secret scalar that fits in a u32.
-    fn p256_from_scalar(k: u32) -> p256::PublicKey {
+    /// The uncompressed P-256 point of a secret scalar that fits in a u32.
+    fn p256_from_scalar(k: u32) -> [u8; 65] {
         let mut bytes = [0u8; 32];
         bytes[28..].copy_from_slice(&k.to_be_bytes());
-        p256::SecretKey::from_slice(&bytes)
-            .expect("valid scalar")
-            .public_key()
+        let private = PrivateKey::from_private_key(&ECDH_P256, &bytes).expect("valid scalar");
+        let public = private.compute_public_key().expect("public key");
+        public.as_ref().try_into().expect("65-byte point")
     }
 
-    fn ids(key: &p256::PublicKey) -> VerifyingKey {
-        VerifyingKey::new(&PublicKey::P256(*key), &[Algorithm::Es256]).expect("key")
+    fn ids(point: &[u8; 65]) -> VerifyingKey {
+        VerifyingKey::new(PublicKey::P256(*point), &[Algorithm::Es256]).expect("key")
     }
 
     #[test]
@@ -105,13 +105,11 @@ mod tests {
             b64url("m7zUpx3b-zmVE5cymSs64POG9QcyEpJaYCD82-549_Q"),
             b64url("dU3biz8sZ_8GPB-odm8Wxz3lNDr1xcAQQPQaOcr1fmc"),
         );
-        let mut sec1 = vec![4u8];
-        sec1.extend_from_slice(&x);
-        sec1.extend_from_slice(&y);
-        let key = p256::PublicKey::from_sec1_bytes(&sec1).expect("point on curve");
-        let spki = key.to_public_key_der().expect("spki");
+        let mut key = [4u8; 65];
+        key[1..33].copy_from_slice(&x);
+        key[33..].copy_from_slice(&y);
         assert_eq!(
-            libtrust_kid(spki.as_bytes()),
+            libtrust_kid(ids(&key).spki_der()),
             "PYYO:TEWU:V7JH:26JV:AQTZ:LJC3:SXVJ:XGHA:34F2:2LAQ:ZRMK:Z7Q6"
         );
         let thumbprint = rfc7638_thumbprint(&PublicComponents::P256 { x: &x, y: &y });
@@ -140,8 +138,7 @@ mod tests {
     #[test]
     fn thumbprint_strips_leading_zero_coordinates_like_registry_3_1() {
         let x_key = p256_from_scalar(379);
-        let point = x_key.to_encoded_point(false);
-        assert_eq!(point.x().map(|x| x[0]), Some(0), "x must start with 0x00");
+        assert_eq!(x_key[1], 0, "x must start with 0x00");
         assert_eq!(
             ids(&x_key).thumbprint,
             "cqdWPhcnF9DHfVHOTKaBvs582HJ6LmX0fEgRXTtiGFU"
@@ -153,8 +150,7 @@ mod tests {
         );
 
         let y_key = p256_from_scalar(43);
-        let point = y_key.to_encoded_point(false);
-        assert_eq!(point.y().map(|y| y[0]), Some(0), "y must start with 0x00");
+        assert_eq!(y_key[33], 0, "y must start with 0x00");
         assert_eq!(
             ids(&y_key).thumbprint,
             "oynto_iDk7BbC1TpDhAjGoiBUFY63hdrK_AAqhuXqX8"

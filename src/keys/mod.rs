@@ -17,11 +17,13 @@
 //! Token encoding and verification live in `token.rs`.
 
 use std::fmt;
+use std::sync::Arc;
 
-use jsonwebtoken::{DecodingKey, EncodingKey};
-use p256::elliptic_curve::sec1::ToEncodedPoint as _;
-use p256::pkcs8::{EncodePrivateKey as _, LineEnding};
-use rsa::traits::PublicKeyParts as _;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{
+    ParsedPublicKey, VerificationAlgorithm, ECDSA_P256_SHA256_FIXED, RSA_PKCS1_2048_8192_SHA256,
+    RSA_PKCS1_SHA256, RSA_PSS_2048_8192_SHA256, RSA_PSS_SHA256,
+};
 use serde::{Deserialize, Serialize};
 
 pub mod jwks;
@@ -31,13 +33,13 @@ mod pem;
 pub use jwks::{Jwk, JwkParams, Jwks};
 pub use key_id::{libtrust_kid, rfc7638_thumbprint, PublicComponents};
 pub use pem::certificate_spki_der;
-use pem::{certificate_chain, parse_private_key, pem_blocks, PublicKey};
+use pem::{certificate_chain, parse_private_key, pem_blocks, PrivateKey, PublicKey};
 
 /// Smallest RSA modulus we accept; smaller keys are considered broken.
 const RSA_MIN_BITS: usize = 2048;
 /// Size of RSA keys made by [`generate`]. 2048 rather than 3072 keeps the
 /// signature and the `x5c` header small (protocol.md §9.17); prefer ES256.
-const RSA_GENERATE_BITS: usize = 2048;
+const RSA_GENERATE_SIZE: rcgen::RsaKeySize = rcgen::RsaKeySize::_2048;
 /// Validity of a generated certificate, in days (about ten years).
 const GENERATED_CERT_DAYS: i64 = 3650;
 
@@ -86,12 +88,14 @@ impl fmt::Display for Algorithm {
     }
 }
 
-impl From<Algorithm> for jsonwebtoken::Algorithm {
-    fn from(alg: Algorithm) -> Self {
-        match alg {
-            Algorithm::Es256 => jsonwebtoken::Algorithm::ES256,
-            Algorithm::Rs256 => jsonwebtoken::Algorithm::RS256,
-            Algorithm::Ps256 => jsonwebtoken::Algorithm::PS256,
+impl Algorithm {
+    /// AWS-LC's verifier for this algorithm. RSA keys below 2048 bits fail
+    /// verification outright.
+    fn verification(self) -> &'static dyn VerificationAlgorithm {
+        match self {
+            Algorithm::Es256 => &ECDSA_P256_SHA256_FIXED,
+            Algorithm::Rs256 => &RSA_PKCS1_2048_8192_SHA256,
+            Algorithm::Ps256 => &RSA_PSS_2048_8192_SHA256,
         }
     }
 }
@@ -171,10 +175,22 @@ pub enum KeyError {
     /// Key or certificate generation failed.
     #[error("could not generate key or certificate: {0}")]
     Generate(String),
+    /// `generate_if_missing` found the certificate but not its private key:
+    /// a new key would not match the certificate the registry trusts.
+    #[error("the private key is missing but its certificate {} exists; not generating a key that would not match it (restore the key, or remove the certificate to start afresh)", certificate.display())]
+    CertificateWithoutKey {
+        /// The certificate file that exists.
+        certificate: std::path::PathBuf,
+    },
+    /// Signing failed inside the crypto library (it does not say why).
+    #[error("the crypto library could not sign with the {0} key")]
+    Sign(Algorithm),
 }
 
-/// A public key trusted for verification, with both of its IDs.
-#[derive(Clone, Debug)]
+/// A public key trusted for verification, with both of its IDs. Parsed
+/// once (per configuration snapshot) into AWS-LC's form, so verifying a
+/// token does no key decoding.
+#[derive(Clone)]
 pub struct VerifyingKey {
     /// libtrust key ID (registry 2.8 `kid`).
     pub libtrust_kid: String,
@@ -183,11 +199,21 @@ pub struct VerifyingKey {
     /// Canonical DER SubjectPublicKeyInfo, to match `x5c` certificates.
     spki_der: Vec<u8>,
     /// The public numbers, for JWKs and key IDs.
-    public: PublicNumbers,
+    public: PublicKey,
     /// Algorithms a token signed by this key may claim.
     algorithms: &'static [Algorithm],
-    /// The key in jsonwebtoken's form.
-    decoding: DecodingKey,
+    /// The key parsed for each of `algorithms`, in the same order.
+    verifiers: Arc<[ParsedPublicKey]>,
+}
+
+impl fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyingKey")
+            .field("libtrust_kid", &self.libtrust_kid)
+            .field("thumbprint", &self.thumbprint)
+            .field("algorithms", &self.algorithms())
+            .finish_non_exhaustive()
+    }
 }
 
 impl VerifyingKey {
@@ -204,7 +230,8 @@ impl VerifyingKey {
                 _ => continue,
             };
             let key = PublicKey::from_spki_der(&spki)?;
-            keys.push(VerifyingKey::new(&key, all_algorithms(&key))?);
+            let algorithms = all_algorithms(&key);
+            keys.push(VerifyingKey::new(key, algorithms)?);
         }
         if keys.is_empty() {
             return Err(KeyError::NoPublicKeys);
@@ -212,34 +239,31 @@ impl VerifyingKey {
         Ok(keys)
     }
 
-    fn new(key: &PublicKey, algorithms: &'static [Algorithm]) -> Result<VerifyingKey, KeyError> {
+    fn new(key: PublicKey, algorithms: &'static [Algorithm]) -> Result<VerifyingKey, KeyError> {
         let spki_der = key.to_spki_der()?;
-        let (thumbprint, decoding, public) = match key {
-            PublicKey::P256(k) => {
-                let point = k.to_encoded_point(false);
-                let coordinate =
-                    |c: Option<&p256::FieldBytes>| <[u8; 32]>::try_from(c?.as_slice()).ok();
-                let (Some(x), Some(y)) = (coordinate(point.x()), coordinate(point.y())) else {
-                    return Err(KeyError::UnsupportedKeyType("EC point at infinity".into()));
-                };
-                let thumbprint = rfc7638_thumbprint(&PublicComponents::P256 { x: &x, y: &y });
-                let decoding = DecodingKey::from_ec_der(point.as_bytes());
-                (thumbprint, decoding, PublicNumbers::P256 { x, y })
-            }
-            PublicKey::Rsa(k) => {
-                let (n, e) = (k.n().to_bytes_be(), k.e().to_bytes_be());
-                let thumbprint = rfc7638_thumbprint(&PublicComponents::Rsa { n: &n, e: &e });
-                let decoding = DecodingKey::from_rsa_raw_components(&n, &e);
-                (thumbprint, decoding, PublicNumbers::Rsa { n, e })
-            }
-        };
-        Ok(VerifyingKey {
+        let verifiers = algorithms
+            .iter()
+            .map(|&alg| {
+                ParsedPublicKey::new(alg.verification(), &spki_der).map_err(|e| {
+                    KeyError::InvalidKey {
+                        what: "public key",
+                        reason: e.to_string(),
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let verifying = VerifyingKey {
             libtrust_kid: libtrust_kid(&spki_der),
-            thumbprint,
+            thumbprint: String::new(),
             spki_der,
-            public,
+            public: key,
             algorithms,
-            decoding,
+            verifiers: verifiers.into(),
+        };
+        let thumbprint = rfc7638_thumbprint(&verifying.public_components());
+        Ok(VerifyingKey {
+            thumbprint,
+            ..verifying
         })
     }
 
@@ -254,6 +278,11 @@ impl VerifyingKey {
         self.algorithms
     }
 
+    /// True if a token signed with this key may claim `alg`.
+    pub fn allows(&self, alg: Algorithm) -> bool {
+        self.algorithms.contains(&alg)
+    }
+
     /// Canonical DER SubjectPublicKeyInfo of this key.
     pub fn spki_der(&self) -> &[u8] {
         &self.spki_der
@@ -262,34 +291,36 @@ impl VerifyingKey {
     /// The public numbers (EC x and y, RSA n and e; big-endian), for a JWK.
     pub fn public_components(&self) -> PublicComponents<'_> {
         match &self.public {
-            PublicNumbers::P256 { x, y } => PublicComponents::P256 { x, y },
-            PublicNumbers::Rsa { n, e } => PublicComponents::Rsa { n, e },
+            PublicKey::P256(point) => PublicComponents::P256 {
+                x: &point[1..33],
+                y: &point[33..],
+            },
+            PublicKey::Rsa { n, e } => PublicComponents::Rsa { n, e },
         }
     }
 
-    /// The key in jsonwebtoken's form, for `token.rs`.
-    pub(crate) fn decoding_key(&self) -> &DecodingKey {
-        &self.decoding
+    /// True if `signature` is this key's valid `alg` signature of `message`;
+    /// false also when the key does not allow `alg`. ES256 signatures must be
+    /// raw r‖s (64 bytes): DER fails.
+    pub fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
+        self.algorithms
+            .iter()
+            .position(|a| *a == alg)
+            .and_then(|i| self.verifiers.get(i))
+            .is_some_and(|key| key.verify_sig(message, signature).is_ok())
     }
-}
-
-/// The public numbers of a [`VerifyingKey`], owned.
-#[derive(Clone, Debug)]
-enum PublicNumbers {
-    /// EC P-256 affine coordinates, 32 bytes each.
-    P256 { x: [u8; 32], y: [u8; 32] },
-    /// RSA modulus and public exponent, big-endian.
-    Rsa { n: Vec<u8>, e: Vec<u8> },
 }
 
 fn all_algorithms(key: &PublicKey) -> &'static [Algorithm] {
     match key {
         PublicKey::P256(_) => &[Algorithm::Es256],
-        PublicKey::Rsa(_) => &[Algorithm::Rs256, Algorithm::Ps256],
+        PublicKey::Rsa { .. } => &[Algorithm::Rs256, Algorithm::Ps256],
     }
 }
 
-/// The key regauth signs with.
+/// The key regauth signs with: parsed once per configuration snapshot, with
+/// the token header already encoded, so that signing a token is one JSON
+/// encoding of the claims and one signature.
 #[derive(Clone, Debug)]
 pub struct SigningKey {
     /// The JWS algorithm of every token signed with this key.
@@ -301,8 +332,11 @@ pub struct SigningKey {
     pub x5c: Option<Vec<String>>,
     /// The public half, restricted to [`SigningKey::algorithm`].
     pub verifying: VerifyingKey,
-    /// The private key in jsonwebtoken's form (PKCS#8 for EC, PKCS#1 for RSA).
-    encoding: EncodingKey,
+    /// The private key, ready to sign.
+    private: Arc<PrivateKey>,
+    /// The encoded JWS header of every token this key signs (the `x5c`
+    /// certificate makes it most of a token, and it never changes).
+    jws_header: String,
 }
 
 impl SigningKey {
@@ -320,14 +354,14 @@ impl SigningKey {
         algorithm: Algorithm,
         kid_format: KidFormat,
     ) -> Result<SigningKey, KeyError> {
-        let (public, encoding) = parse_private_key(private_key_pem)?;
+        let (public, private) = parse_private_key(private_key_pem)?;
         check_algorithm(&public, algorithm)?;
         let allowed: &'static [Algorithm] = match algorithm {
             Algorithm::Es256 => &[Algorithm::Es256],
             Algorithm::Rs256 => &[Algorithm::Rs256],
             Algorithm::Ps256 => &[Algorithm::Ps256],
         };
-        let verifying = VerifyingKey::new(&public, allowed)?;
+        let verifying = VerifyingKey::new(public, allowed)?;
         let x5c = match certificate_pem {
             Some(pem) => Some(certificate_chain(pem, &verifying)?),
             None => None,
@@ -336,26 +370,72 @@ impl SigningKey {
             KidFormat::Libtrust => verifying.libtrust_kid.clone(),
             KidFormat::Thumbprint => verifying.thumbprint.clone(),
         };
+        let jws_header = jws_header(algorithm, &kid, x5c.as_deref());
         Ok(SigningKey {
             algorithm,
             kid,
             x5c,
             verifying,
-            encoding,
+            private: Arc::new(private),
+            jws_header,
         })
     }
 
-    /// The private key in jsonwebtoken's form, for `token.rs`.
-    pub(crate) fn encoding_key(&self) -> &EncodingKey {
-        &self.encoding
+    /// The JWS header segment (unpadded base64url of `{"typ":"JWT","alg",
+    /// "kid"[,"x5c"]}`) of every token this key signs.
+    pub fn jws_header(&self) -> &str {
+        &self.jws_header
     }
+
+    /// Signs `message` (a JWS signing input) with [`SigningKey::algorithm`]:
+    /// ES256 gives raw r‖s (64 bytes), RS256/PS256 a modulus-sized signature.
+    /// AWS-LC's RSA is blinded and constant-time.
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let failed = |_| KeyError::Sign(self.algorithm);
+        match (&*self.private, self.algorithm) {
+            (PrivateKey::P256(pair), _) => pair
+                .sign(&SystemRandom::new(), message)
+                .map(|signature| signature.as_ref().to_vec())
+                .map_err(failed),
+            (PrivateKey::Rsa(pair), alg) => {
+                let padding: &'static dyn aws_lc_rs::signature::RsaEncoding = match alg {
+                    Algorithm::Ps256 => &RSA_PSS_SHA256,
+                    _ => &RSA_PKCS1_SHA256,
+                };
+                let mut signature = vec![0; pair.public_modulus_len()];
+                pair.sign(padding, &SystemRandom::new(), message, &mut signature)
+                    .map_err(failed)?;
+                Ok(signature)
+            }
+        }
+    }
+}
+
+fn jws_header(algorithm: Algorithm, kid: &str, x5c: Option<&[String]>) -> String {
+    #[derive(Serialize)]
+    struct Header<'a> {
+        typ: &'static str,
+        alg: &'static str,
+        kid: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        x5c: Option<&'a [String]>,
+    }
+    let header = Header {
+        typ: "JWT",
+        alg: algorithm.as_str(),
+        kid,
+        x5c,
+    };
+    // Serializing plain strings into a Vec cannot fail.
+    let json = serde_json::to_vec(&header).unwrap_or_default();
+    data_encoding::BASE64URL_NOPAD.encode(&json)
 }
 
 fn check_algorithm(key: &PublicKey, algorithm: Algorithm) -> Result<(), KeyError> {
     match (key, algorithm) {
         (PublicKey::P256(_), Algorithm::Es256) => Ok(()),
-        (PublicKey::Rsa(k), Algorithm::Rs256 | Algorithm::Ps256) => {
-            let bits = k.n().bits();
+        (PublicKey::Rsa { .. }, Algorithm::Rs256 | Algorithm::Ps256) => {
+            let bits = key.rsa_bits();
             if bits < RSA_MIN_BITS {
                 return Err(KeyError::RsaKeyTooSmall(bits));
             }
@@ -366,7 +446,7 @@ fn check_algorithm(key: &PublicKey, algorithm: Algorithm) -> Result<(), KeyError
             algorithm,
             suggestion: "ES256",
         }),
-        (PublicKey::Rsa(_), _) => Err(KeyError::AlgorithmMismatch {
+        (PublicKey::Rsa { .. }, _) => Err(KeyError::AlgorithmMismatch {
             key: "an RSA key",
             algorithm,
             suggestion: "RS256 (or PS256 for registry 3.x only)",
@@ -379,24 +459,16 @@ fn check_algorithm(key: &PublicKey, algorithm: Algorithm) -> Result<(), KeyError
 /// ten years, v3 with key usage digitalSignature. EC keys are P-256; RSA keys
 /// are 2048 bits. Returns (private key PKCS#8 PEM, certificate PEM).
 pub fn generate(algorithm: Algorithm, common_name: &str) -> Result<(String, String), KeyError> {
-    let fail = |e: &dyn fmt::Display| KeyError::Generate(e.to_string());
-    let mut rng = rand::rngs::OsRng;
-    let (key_pem, sign_algo) = match algorithm {
-        Algorithm::Es256 => {
-            let key = p256::SecretKey::random(&mut rng);
-            let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| fail(&e))?;
-            (pem.to_string(), &rcgen::PKCS_ECDSA_P256_SHA256)
-        }
+    let fail = |e: rcgen::Error| KeyError::Generate(e.to_string());
+    let key_pair = match algorithm {
+        Algorithm::Es256 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+        // The certificate's own signature algorithm is independent of the
+        // JWS algorithm; PKCS#1 v1.5 is what every verifier accepts.
         Algorithm::Rs256 | Algorithm::Ps256 => {
-            let key = rsa::RsaPrivateKey::new(&mut rng, RSA_GENERATE_BITS).map_err(|e| fail(&e))?;
-            let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| fail(&e))?;
-            // The certificate's own signature algorithm is independent of the
-            // JWS algorithm; PKCS#1 v1.5 is what every verifier accepts.
-            (pem.to_string(), &rcgen::PKCS_RSA_SHA256)
+            rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RSA_GENERATE_SIZE)
         }
-    };
-    let key_pair =
-        rcgen::KeyPair::from_pkcs8_pem_and_sign_algo(&key_pem, sign_algo).map_err(|e| fail(&e))?;
+    }
+    .map_err(fail)?;
     let mut params = rcgen::CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
     params
@@ -407,8 +479,8 @@ pub fn generate(algorithm: Algorithm, common_name: &str) -> Result<(String, Stri
     params.not_before = now - time::Duration::days(1);
     params.not_after = now + time::Duration::days(GENERATED_CERT_DAYS);
     params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-    let cert = params.self_signed(&key_pair).map_err(|e| fail(&e))?;
-    Ok((key_pem, cert.pem()))
+    let cert = params.self_signed(&key_pair).map_err(fail)?;
+    Ok((key_pair.serialize_pem(), cert.pem()))
 }
 
 #[cfg(test)]
@@ -416,10 +488,21 @@ pub(crate) mod tests {
     //! Test inputs were made with OpenSSL 3; expected key IDs were computed
     //! independently with `openssl pkey -pubout -outform DER` and Python.
     //! The fixtures are shared with the tests in `pem`, `key_id` and `token.rs`.
-    use p256::pkcs8::der::Decode as _;
-    use p256::pkcs8::ObjectIdentifier;
+    use pkcs8::der::Decode as _;
+    use pkcs8::ObjectIdentifier;
 
     use super::*;
+
+    /// PEM text of one DER block, as OpenSSL writes it.
+    pub(crate) fn to_pem(label: &str, der: &[u8]) -> String {
+        let body = data_encoding::BASE64.encode(der);
+        let mut pem = format!("-----BEGIN {label}-----\n");
+        for line in body.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+            pem.push('\n');
+        }
+        pem + &format!("-----END {label}-----\n")
+    }
 
     /// SEC1 P-256 key as `openssl ecparam -genkey -name prime256v1` writes it,
     /// with the EC PARAMETERS block first.

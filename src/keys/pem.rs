@@ -7,15 +7,14 @@
 
 use std::fmt;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
-use jsonwebtoken::EncodingKey;
-use p256::pkcs8::der::{Decode as _, Encode as _};
-use p256::pkcs8::{
-    DecodePrivateKey as _, DecodePublicKey as _, EncodePrivateKey as _, EncodePublicKey as _,
-    ObjectIdentifier, PrivateKeyInfo, SubjectPublicKeyInfoRef,
+use aws_lc_rs::encoding::{AsDer as _, PublicKeyX509Der};
+use aws_lc_rs::signature::{
+    EcdsaKeyPair, KeyPair as _, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
 };
-use rsa::pkcs1::{DecodeRsaPrivateKey as _, EncodeRsaPrivateKey as _};
+use pkcs8::der::asn1::BitStringRef;
+use pkcs8::der::{AnyRef, Decode as _, Encode as _};
+use pkcs8::spki::{AlgorithmIdentifierRef, SubjectPublicKeyInfoRef};
+use pkcs8::{ObjectIdentifier, PrivateKeyInfo};
 
 use super::{libtrust_kid, KeyError, VerifyingKey};
 
@@ -28,11 +27,17 @@ const OID_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1
 /// OID of Ed25519 (RFC 8410), named in errors because registry 2.8 cannot use it.
 const OID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 
-/// Public half of a supported key.
-#[derive(Clone)]
+/// Length of an uncompressed SEC1 P-256 point: `04 ‖ x ‖ y`.
+const P256_POINT_LEN: usize = 65;
+
+/// Public half of a supported key, as the numbers JWKs and key IDs are made
+/// of. Always valid: a point on the curve, an RSA key AWS-LC accepts.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum PublicKey {
-    P256(p256::PublicKey),
-    Rsa(rsa::RsaPublicKey),
+    /// Uncompressed SEC1 point `04 ‖ x ‖ y`.
+    P256([u8; P256_POINT_LEN]),
+    /// Modulus and public exponent, big-endian without leading zeros.
+    Rsa { n: Vec<u8>, e: Vec<u8> },
 }
 
 impl PublicKey {
@@ -40,26 +45,102 @@ impl PublicKey {
     pub(super) fn from_spki_der(der: &[u8]) -> Result<PublicKey, KeyError> {
         let spki = SubjectPublicKeyInfoRef::from_der(der).map_err(invalid_key("public key"))?;
         match spki.algorithm.oids().map_err(invalid_key("public key"))? {
-            (OID_EC_PUBLIC_KEY, Some(OID_P256)) => p256::PublicKey::from_public_key_der(der)
-                .map(PublicKey::P256)
-                .map_err(invalid_key("EC public key")),
+            (OID_EC_PUBLIC_KEY, Some(OID_P256)) => {
+                let point = spki.subject_public_key.raw_bytes();
+                PublicKey::p256(point).map_err(|reason| KeyError::InvalidKey {
+                    what: "EC public key",
+                    reason: reason.into(),
+                })
+            }
             (OID_EC_PUBLIC_KEY, curve) => Err(unsupported_curve(curve)),
-            (OID_RSA, _) => rsa::RsaPublicKey::from_public_key_der(der)
-                .map(PublicKey::Rsa)
-                .map_err(invalid_key("RSA public key")),
+            (OID_RSA, _) => {
+                let key = aws_lc_rs::rsa::PublicKey::from_der(der)
+                    .map_err(invalid_key("RSA public key"))?;
+                Ok(PublicKey::rsa(&key))
+            }
             (other, _) => Err(unsupported_oid(other)),
         }
     }
 
+    /// Checks that `point` is an uncompressed point on P-256 (Go's
+    /// `x509.ParsePKIXPublicKey`, and so the registry, accepts no other form).
+    fn p256(point: &[u8]) -> Result<PublicKey, &'static str> {
+        let point: [u8; P256_POINT_LEN] = point
+            .try_into()
+            .ok()
+            .filter(|p: &[u8; P256_POINT_LEN]| p[0] == 4)
+            .ok_or("only uncompressed P-256 points (65 bytes, 0x04 first) are supported")?;
+        aws_lc_rs::signature::ParsedPublicKey::new(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+            point,
+        )
+        .map_err(|_| "the point is not on the P-256 curve")?;
+        Ok(PublicKey::P256(point))
+    }
+
+    fn rsa(key: &aws_lc_rs::rsa::PublicKey) -> PublicKey {
+        PublicKey::Rsa {
+            n: key.modulus().big_endian_without_leading_zero().to_vec(),
+            e: key.exponent().big_endian_without_leading_zero().to_vec(),
+        }
+    }
+
+    /// Bits of an RSA modulus; 0 for EC keys.
+    pub(super) fn rsa_bits(&self) -> usize {
+        match self {
+            PublicKey::P256(_) => 0,
+            PublicKey::Rsa { n, .. } => modulus_bits(n),
+        }
+    }
+
     /// Canonical DER SubjectPublicKeyInfo, the bytes Go's
-    /// `x509.MarshalPKIXPublicKey` produces (uncompressed EC point).
+    /// `x509.MarshalPKIXPublicKey` produces (uncompressed EC point, RSA
+    /// parameters NULL).
     pub(super) fn to_spki_der(&self) -> Result<Vec<u8>, KeyError> {
-        let doc = match self {
-            PublicKey::P256(k) => k.to_public_key_der(),
-            PublicKey::Rsa(k) => k.to_public_key_der(),
-        };
-        doc.map(|d| d.as_bytes().to_vec())
-            .map_err(invalid_key("public key"))
+        match self {
+            PublicKey::P256(point) => {
+                let spki = SubjectPublicKeyInfoRef {
+                    algorithm: AlgorithmIdentifierRef {
+                        oid: OID_EC_PUBLIC_KEY,
+                        parameters: Some(AnyRef::from(&OID_P256)),
+                    },
+                    subject_public_key: BitStringRef::from_bytes(point)
+                        .map_err(invalid_key("EC public key"))?,
+                };
+                spki.to_der().map_err(invalid_key("EC public key"))
+            }
+            PublicKey::Rsa { n, e } => {
+                let components = aws_lc_rs::rsa::PublicKeyComponents { n, e };
+                let der: PublicKeyX509Der<'_> =
+                    components.as_der().map_err(invalid_key("RSA public key"))?;
+                Ok(der.as_ref().to_vec())
+            }
+        }
+    }
+}
+
+fn modulus_bits(n: &[u8]) -> usize {
+    match n.iter().position(|b| *b != 0) {
+        Some(first) => (n.len() - first) * 8 - n[first].leading_zeros() as usize,
+        None => 0,
+    }
+}
+
+/// A private key parsed once and ready to sign.
+pub(super) enum PrivateKey {
+    /// P-256; signatures come out raw r‖s, as JWS wants.
+    P256(EcdsaKeyPair),
+    /// RSA of at least [`super::RSA_MIN_BITS`] bits.
+    Rsa(RsaKeyPair),
+}
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the key itself.
+        f.write_str(match self {
+            PrivateKey::P256(_) => "PrivateKey::P256",
+            PrivateKey::Rsa(_) => "PrivateKey::Rsa",
+        })
     }
 }
 
@@ -95,20 +176,17 @@ pub fn certificate_spki_der(cert_der: &[u8], index: usize) -> Result<Vec<u8>, Ke
     PublicKey::from_spki_der(&spki)?.to_spki_der()
 }
 
-/// Finds the single private key in the PEM and converts it for jsonwebtoken.
-pub(super) fn parse_private_key(pem: &str) -> Result<(PublicKey, EncodingKey), KeyError> {
+/// Finds the single private key in the PEM and parses it, once, for signing.
+pub(super) fn parse_private_key(pem: &str) -> Result<(PublicKey, PrivateKey), KeyError> {
     let mut found = None;
     for block in pem_blocks(pem)? {
         let parsed = match block.label.as_str() {
             "PRIVATE KEY" => parse_pkcs8(&block.der)?,
             "EC PRIVATE KEY" => p256_pair(
-                &p256::SecretKey::from_sec1_der(&block.der)
+                EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_FIXED_SIGNING, &block.der)
                     .map_err(invalid_key("SEC1 EC private key (only P-256 is supported)"))?,
             )?,
-            "RSA PRIVATE KEY" => rsa_pair(
-                &rsa::RsaPrivateKey::from_pkcs1_der(&block.der)
-                    .map_err(invalid_key("PKCS#1 RSA private key"))?,
-            )?,
+            "RSA PRIVATE KEY" => rsa_pair(&block.der, "PKCS#1 RSA private key")?,
             "ENCRYPTED PRIVATE KEY" => return Err(KeyError::EncryptedKey),
             _ => continue,
         };
@@ -119,33 +197,41 @@ pub(super) fn parse_private_key(pem: &str) -> Result<(PublicKey, EncodingKey), K
     found.ok_or(KeyError::NoPrivateKey)
 }
 
-fn parse_pkcs8(der: &[u8]) -> Result<(PublicKey, EncodingKey), KeyError> {
+fn parse_pkcs8(der: &[u8]) -> Result<(PublicKey, PrivateKey), KeyError> {
     const WHAT: &str = "PKCS#8 private key";
     let info = PrivateKeyInfo::try_from(der).map_err(invalid_key(WHAT))?;
     match info.algorithm.oids().map_err(invalid_key(WHAT))? {
-        (OID_EC_PUBLIC_KEY, Some(OID_P256)) => {
-            p256_pair(&p256::SecretKey::from_pkcs8_der(der).map_err(invalid_key(WHAT))?)
-        }
+        (OID_EC_PUBLIC_KEY, Some(OID_P256)) => p256_pair(
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
+                .map_err(invalid_key(WHAT))?,
+        ),
         (OID_EC_PUBLIC_KEY, curve) => Err(unsupported_curve(curve)),
-        (OID_RSA, _) => {
-            rsa_pair(&rsa::RsaPrivateKey::from_pkcs8_der(der).map_err(invalid_key(WHAT))?)
-        }
+        // The PKCS#8 payload of an RSA key is its PKCS#1 RSAPrivateKey.
+        (OID_RSA, _) => rsa_pair(info.private_key, WHAT),
         (other, _) => Err(unsupported_oid(other)),
     }
 }
 
-fn p256_pair(key: &p256::SecretKey) -> Result<(PublicKey, EncodingKey), KeyError> {
-    // jsonwebtoken's ES256 signer wants PKCS#8 DER whatever the input form.
-    let der = key.to_pkcs8_der().map_err(invalid_key("EC private key"))?;
-    let encoding = EncodingKey::from_ec_der(der.as_bytes());
-    Ok((PublicKey::P256(key.public_key()), encoding))
+fn p256_pair(pair: EcdsaKeyPair) -> Result<(PublicKey, PrivateKey), KeyError> {
+    let public =
+        PublicKey::p256(pair.public_key().as_ref()).map_err(|reason| KeyError::InvalidKey {
+            what: "EC private key",
+            reason: reason.into(),
+        })?;
+    Ok((public, PrivateKey::P256(pair)))
 }
 
-fn rsa_pair(key: &rsa::RsaPrivateKey) -> Result<(PublicKey, EncodingKey), KeyError> {
-    // jsonwebtoken's RSA signers want PKCS#1 DER whatever the input form.
-    let der = key.to_pkcs1_der().map_err(invalid_key("RSA private key"))?;
-    let encoding = EncodingKey::from_rsa_der(der.as_bytes());
-    Ok((PublicKey::Rsa(key.to_public_key()), encoding))
+/// An RSA key from its PKCS#1 DER. The size is checked first, so that a
+/// small key is named as such rather than as merely unacceptable.
+fn rsa_pair(pkcs1_der: &[u8], what: &'static str) -> Result<(PublicKey, PrivateKey), KeyError> {
+    let structure = pkcs1::RsaPrivateKey::from_der(pkcs1_der).map_err(invalid_key(what))?;
+    let bits = modulus_bits(structure.modulus.as_bytes());
+    if bits < super::RSA_MIN_BITS {
+        return Err(KeyError::RsaKeyTooSmall(bits));
+    }
+    let pair = RsaKeyPair::from_der(pkcs1_der).map_err(invalid_key(what))?;
+    let public = PublicKey::rsa(pair.public_key());
+    Ok((public, PrivateKey::Rsa(pair)))
 }
 
 /// The `x5c` chain from a certificate PEM whose first certificate must hold
@@ -167,7 +253,10 @@ pub(super) fn certificate_chain(pem: &str, key: &VerifyingKey) -> Result<Vec<Str
     for (i, cert) in certs.iter().enumerate().skip(1) {
         certificate_spki_der(cert, i + 1)?;
     }
-    Ok(certs.iter().map(|der| STANDARD.encode(der)).collect())
+    Ok(certs
+        .iter()
+        .map(|der| data_encoding::BASE64.encode(der))
+        .collect())
 }
 
 /// One decoded PEM block.
@@ -202,7 +291,7 @@ pub(super) fn pem_blocks(text: &str) -> Result<Vec<PemBlock>, KeyError> {
                     if end != label {
                         return Err(KeyError::Pem(format!("BEGIN {label} closed by END {end}")));
                     }
-                    let der = STANDARD.decode(body.as_bytes()).map_err(|e| {
+                    let der = data_encoding::BASE64.decode(body.as_bytes()).map_err(|e| {
                         KeyError::Pem(format!("{label} block is not valid base64: {e}"))
                     })?;
                     blocks.push(PemBlock {
@@ -229,7 +318,7 @@ pub(super) fn pem_blocks(text: &str) -> Result<Vec<PemBlock>, KeyError> {
 
 #[cfg(test)]
 mod tests {
-    use p256::pkcs8::LineEnding;
+    use aws_lc_rs::encoding::Pkcs8V1Der;
 
     use super::*;
     use crate::keys::tests::{
@@ -280,8 +369,10 @@ mod tests {
         assert_eq!(key.verifying.thumbprint, RSA_THUMBPRINT);
         assert_eq!(key.verifying.algorithms(), &[Algorithm::Rs256]);
 
-        let rsa = rsa::RsaPrivateKey::from_pkcs1_pem(RSA_PKCS1_PEM).expect("rsa");
-        let pkcs8 = rsa.to_pkcs8_pem(LineEnding::LF).expect("pkcs8");
+        let pkcs1 = &pem_blocks(RSA_PKCS1_PEM).expect("pem")[0].der;
+        let rsa = RsaKeyPair::from_der(pkcs1).expect("rsa");
+        let pkcs8: Pkcs8V1Der<'_> = rsa.as_der().expect("pkcs8");
+        let pkcs8 = crate::keys::tests::to_pem("PRIVATE KEY", pkcs8.as_ref());
         let key = SigningKey::from_pem(&pkcs8, None, Algorithm::Ps256, KidFormat::Thumbprint)
             .expect("PKCS#8 RSA key");
         assert_eq!(key.kid, RSA_THUMBPRINT);
@@ -298,7 +389,10 @@ mod tests {
         )
         .expect("key with cert");
         let blocks = pem_blocks(EC_CERT_PEM).expect("pem");
-        assert_eq!(key.x5c, Some(vec![STANDARD.encode(&blocks[0].der)]));
+        assert_eq!(
+            key.x5c,
+            Some(vec![data_encoding::BASE64.encode(&blocks[0].der)])
+        );
 
         let rsa = SigningKey::from_pem(
             RSA_PKCS1_PEM,

@@ -26,8 +26,6 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-
 use super::{http, random_hex, require, Endpoint, Harness, OciImage, Outcome, READY_TIMEOUT};
 
 /// Longest a single client command may take before the test fails.
@@ -453,7 +451,7 @@ impl Podman {
     /// Makes the auth file hold what `docker login` stores for a token server that hands
     /// out refresh tokens: the user name without password, and the identity token.
     pub fn use_identity_token(&self, host: &str, user: &str, token: &str) {
-        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:"));
+        let auth = data_encoding::BASE64.encode(format!("{user}:").as_bytes());
         let file = serde_json::json!({
             "auths": { host: { "auth": auth, "identitytoken": token } }
         });

@@ -1,16 +1,14 @@
 //! A blocking HTTP/1.1 client over hyper (TCP or unix socket) for the tests' probes and
 //! token requests, plus helpers for Basic credentials, challenges and JWTs.
 
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
-
-use base64::Engine as _;
-use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
 
 /// Where an HTTP request goes.
 #[derive(Clone, Debug)]
@@ -175,7 +173,7 @@ pub fn get(ep: &Endpoint, target: &str, headers: &[(&str, &str)]) -> Response {
 
 /// An `Authorization: Basic` header value.
 pub fn basic_auth(user: &str, password: &str) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let b64 = data_encoding::BASE64.encode(format!("{user}:{password}").as_bytes());
     format!("Basic {b64}")
 }
 
@@ -210,8 +208,8 @@ pub fn parse_challenge(value: &str) -> (String, BTreeMap<String, String>) {
 /// The claims of a JWT (its middle segment), without checking anything.
 pub fn jwt_claims(token: &str) -> serde_json::Value {
     let payload = token.split('.').nth(1).expect("JWT has three segments");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
+    let bytes = data_encoding::BASE64URL_NOPAD
+        .decode(payload.as_bytes())
         .expect("JWT payload is unpadded base64url");
     serde_json::from_slice(&bytes).expect("JWT payload is JSON")
 }
@@ -223,8 +221,8 @@ pub fn forge_jwt(token: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Stri
     assert_eq!(parts.len(), 3, "not a JWT: {token}");
     let mut claims = jwt_claims(token);
     edit(&mut claims);
-    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(serde_json::to_vec(&claims).expect("claims to JSON"));
+    let payload = data_encoding::BASE64URL_NOPAD
+        .encode(&serde_json::to_vec(&claims).expect("claims to JSON"));
     format!("{}.{payload}.{}", parts[0], parts[2])
 }
 

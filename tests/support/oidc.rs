@@ -59,10 +59,7 @@ impl OidcIssuer {
         // The token signing key (ES256) and its JWK.
         let signing = rcgen::KeyPair::generate().expect("signing key");
         let point = signing.public_key_raw(); // 0x04 || x || y
-        let b64 = |bytes: &[u8]| {
-            use base64::Engine as _;
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-        };
+        let b64 = |bytes: &[u8]| data_encoding::BASE64URL_NOPAD.encode(bytes);
         let kid = format!("test-{}", super::random_hex(4));
         let jwks = json!({ "keys": [{
             "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": kid,

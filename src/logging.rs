@@ -1,0 +1,215 @@
+//! Where log lines go and how they are written.
+//!
+//! Two promises:
+//! - **A request never waits on a log.** Lines are formatted on the calling
+//!   thread and handed to one writer thread through a bounded queue
+//!   ([`QUEUE_LINES`]). When the queue is full (a slow disk, a stalled
+//!   journald), further lines are dropped, not waited for, and counted:
+//!   `/metrics` shows the count as `regauth_log_lines_dropped_total`.
+//! - **Request-derived text cannot forge a line.** In the text format every
+//!   field value and message passes through [`EscapedFields`], which escapes
+//!   control characters (newline, CR, ESC, …) and Unicode line separators, so
+//!   `service=x%0a<fake audit line>` stays on its own line. The JSON format's
+//!   encoder escapes control characters already (JSON strings cannot hold
+//!   them raw).
+//!   Escaping happens in the formatter, so no call site can forget it.
+
+use std::fmt;
+use std::sync::OnceLock;
+
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::{DefaultFields, Writer};
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogFormat, LogSettings};
+
+/// Lines that may wait for the writer thread. At a few hundred bytes a line
+/// that bounds the queue to a few MiB, and absorbs a burst of seconds at
+/// full speed while the disk catches up.
+pub const QUEUE_LINES: usize = 16 * 1024;
+
+/// Counts the lines dropped because the queue was full; set once by [`init`].
+static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// Keeps the writer thread alive; dropping it flushes the queued lines.
+/// Hold it until the process is about to exit.
+#[must_use = "dropping the guard stops the log writer"]
+pub struct LogGuard {
+    _worker: WorkerGuard,
+}
+
+/// Installs the global subscriber writing to stderr (where systemd's journal
+/// or the operator's redirection picks it up). `RUST_LOG` overrides
+/// `settings.level`. A second call (tests) keeps the first subscriber.
+pub fn init(settings: &LogSettings) -> LogGuard {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::try_new(&settings.level).unwrap_or_else(|_| EnvFilter::new("info"))
+    });
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (writer, worker) = NonBlockingBuilder::default()
+        .buffered_lines_limit(QUEUE_LINES)
+        .lossy(true)
+        .thread_name("regauth-log")
+        .finish(std::io::stderr());
+    let _ = DROPPED.set(writer.error_counter());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    let _ = match settings.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder
+            .fmt_fields(EscapedFields::default())
+            .with_ansi(ansi)
+            .try_init(),
+    };
+    LogGuard { _worker: worker }
+}
+
+/// Log lines dropped so far because the writer could not keep up.
+pub fn dropped_lines() -> u64 {
+    DROPPED
+        .get()
+        .map_or(0, |counter| counter.dropped_lines() as u64)
+}
+
+/// The text format's field formatter: tracing's default `key=value` layout,
+/// with every control character in what it writes escaped (see
+/// [`EscapingWriter`]). The default layout itself never writes one.
+#[derive(Debug, Default)]
+pub struct EscapedFields {
+    inner: DefaultFields,
+}
+
+impl<'writer> FormatFields<'writer> for EscapedFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'writer>, fields: R) -> fmt::Result {
+        let mut escaping = EscapingWriter { inner: writer };
+        self.inner.format_fields(Writer::new(&mut escaping), fields)
+    }
+}
+
+/// A `fmt::Write` that passes text through with control characters written
+/// as Rust escapes (`\n`, `\r`, `\t`, `\u{1b}`), and the Unicode line and
+/// paragraph separators too, so nothing it writes can start a new line or
+/// drive a terminal.
+pub struct EscapingWriter<W> {
+    /// Where the escaped text goes.
+    pub inner: W,
+}
+
+impl<W: fmt::Write> fmt::Write for EscapingWriter<W> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let mut rest = text;
+        while let Some(at) = rest.find(needs_escape) {
+            self.inner.write_str(&rest[..at])?;
+            let c = rest[at..].chars().next().unwrap_or_default();
+            write!(self.inner, "{}", c.escape_default())?;
+            rest = &rest[at + c.len_utf8()..];
+        }
+        self.inner.write_str(rest)
+    }
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control() || c == '\u{2028}' || c == '\u{2029}'
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::fmt::MakeWriter;
+
+    use super::*;
+
+    /// Captures what a subscriber writes.
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Capture {
+        type Writer = Capture;
+        fn make_writer(&'a self) -> Capture {
+            self.clone()
+        }
+    }
+
+    impl Capture {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().expect("lock").clone()).expect("utf-8")
+        }
+    }
+
+    /// What a hostile `service=` parameter tries: a second, genuine-looking
+    /// audit line, plus CR and an ANSI sequence that would hide text.
+    const FORGED: &str = "x\n2026-11-30T10:00:00Z  INFO regauth::audit: token issued account=\"admin\" outcome=\"allow\"\r\u{1b}[2K\u{2028}end";
+
+    fn log_hostile_values() {
+        let service = FORGED;
+        tracing::info!(target: "regauth::audit", service = %service, scope = ?service, account = service, "token issued for {service}");
+    }
+
+    fn capture(format: LogFormat) -> String {
+        let out = Capture::default();
+        let builder = tracing_subscriber::fmt()
+            .with_writer(out.clone())
+            .with_ansi(false);
+        match format {
+            LogFormat::Text => tracing::subscriber::with_default(
+                builder.fmt_fields(EscapedFields::default()).finish(),
+                log_hostile_values,
+            ),
+            LogFormat::Json => tracing::subscriber::with_default(
+                builder.json().flatten_event(true).finish(),
+                log_hostile_values,
+            ),
+        }
+        out.text()
+    }
+
+    #[test]
+    fn request_values_cannot_forge_a_line_in_any_format() {
+        for format in [LogFormat::Text, LogFormat::Json] {
+            let text = capture(format);
+            assert_eq!(text.matches('\n').count(), 1, "{format:?}: {text}");
+            assert!(text.ends_with('\n'), "{text}");
+            for c in ['\r', '\u{1b}'] {
+                assert!(!text.contains(c), "{format:?} let {c:?} through: {text}");
+            }
+        }
+        // JSON may hold U+2028 raw (it is valid JSON and no line break to a
+        // line-based reader); the text format escapes it too.
+        assert!(!capture(LogFormat::Text).contains('\u{2028}'));
+    }
+
+    #[test]
+    fn text_format_keeps_the_value_readable() {
+        let text = capture(LogFormat::Text);
+        // Display, Debug and str fields, and the message, all escaped.
+        assert!(text.contains(r"service=x\n2026-11-30"), "{text}");
+        assert!(text.contains(r#"token issued for x\n2026"#), "{text}");
+        assert!(text.contains(r"\r\u{1b}[2K\u{2028}end"), "{text}");
+    }
+
+    #[test]
+    fn escaping_writer_passes_plain_text_unchanged() {
+        let mut out = EscapingWriter {
+            inner: String::new(),
+        };
+        fmt::Write::write_str(&mut out, "plain text, ünïcode, \"quotes\" and \\").expect("write");
+        assert_eq!(out.inner, "plain text, ünïcode, \"quotes\" and \\");
+        fmt::Write::write_str(&mut out, "\t\u{7f}\u{85}").expect("write");
+        assert!(out.inner.ends_with(r"\t\u{7f}\u{85}"), "{}", out.inner);
+    }
+}
