@@ -43,15 +43,14 @@ pub async fn handle(
     };
     let required =
         original.and_then(|(method, uri)| required_access(request.headers(), method, uri));
-    // The API token or issuer that vouched, for the audit line.
-    let mut credential = String::new();
+    // Which source vouched (which API token, which issuer and workload),
+    // for the audit line.
+    let mut source = String::new();
     let decision = match &required {
         Ok(required) => {
             let caller = identify(state, snapshot, connection, request, now).await;
             if let Caller::Identified(identity) = &caller {
-                if let Some(detail) = identity.source.detail() {
-                    credential = format!("{} {detail}", identity.source.label());
-                }
+                source = identity.source.to_string();
             }
             // A token names no groups; tag rules may need the subject's.
             let token_groups = match &caller {
@@ -92,7 +91,7 @@ pub async fn handle(
         needed = %needed_text,
         outcome = decision.outcome(),
         reason = decision.reason().as_str(),
-        credential,
+        source,
         "auth decision"
     );
     metrics::counter!("regauth_auth_decisions_total", "outcome" => decision.outcome()).increment(1);
