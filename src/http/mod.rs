@@ -362,7 +362,8 @@ mod tests {
 
     #[test]
     fn the_client_address_is_the_proxy_s_word_only_on_trusted_listeners() {
-        let mut headers = HeaderMap::new();
+        use crate::client_address::ClientAddress;
+        let mut headers = http::HeaderMap::new();
         headers.insert(
             "x-forwarded-for",
             HeaderValue::from_static("10.0.0.9, 192.0.2.7"),
@@ -377,16 +378,17 @@ mod tests {
         };
         assert_eq!(
             client_address(&trusted, &headers),
-            Some("192.0.2.7".parse().unwrap())
+            ClientAddress::ip("192.0.2.7".parse().unwrap())
         );
         assert_eq!(
             client_address(&untrusted, &headers),
-            Some("127.0.0.1".parse().unwrap())
+            ClientAddress::ip("127.0.0.1".parse().unwrap())
         );
         let unix = Connection {
             peer: "unix".into(),
             trusted: false,
         };
-        assert_eq!(client_address(&unix, &HeaderMap::new()), None);
+        let nothing = http::HeaderMap::new();
+        assert_eq!(client_address(&unix, &nothing), ClientAddress::Local);
     }
 }
