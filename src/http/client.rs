@@ -47,6 +47,7 @@ mod tests {
         Connection {
             peer: peer.to_owned(),
             trusted,
+            front: Default::default(),
         }
     }
 

@@ -374,6 +374,7 @@ mod tests {
         let trusted = Connection {
             peer: "127.0.0.1:40000".into(),
             trusted: true,
+            front: Default::default(),
         };
         let untrusted = Connection {
             trusted: false,
@@ -390,6 +391,7 @@ mod tests {
         let unix = Connection {
             peer: "unix".into(),
             trusted: false,
+            front: Default::default(),
         };
         let nothing = http::HeaderMap::new();
         assert_eq!(client_address(&unix, &nothing), ClientAddress::Local);
