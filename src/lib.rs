@@ -25,7 +25,10 @@
 //!   cache of successes in [`identity::files`], refresh tokens in
 //!   [`identity::refresh`], scoped API tokens in [`identity::api_tokens`],
 //!   OIDC workload federation in [`identity::federation`] with the issuers'
-//!   keys in [`identity::jwks`]).
+//!   keys in [`identity::jwks`]); every source that checks a secret is
+//!   guarded by [`limiter`] (failed logins per account and address: pure,
+//!   clock passed in), and bcrypt by [`work_queue`] (bounded, per-address
+//!   fair queue), both counting against the [`client_address`].
 //! - Checks with state: [`token_cache`] (verified tokens for `/auth`).
 //! - Edges: [`http`] (router; endpoints that parse, ask [`identity`], call
 //!   [`decide`] and answer; the one mapping from errors to responses),
@@ -38,6 +41,7 @@
 
 pub mod acl;
 pub mod app;
+pub mod client_address;
 pub mod commands;
 pub mod config;
 pub mod decide;
@@ -45,6 +49,7 @@ pub mod explain;
 pub mod http;
 pub mod identity;
 pub mod keys;
+pub mod limiter;
 pub mod listeners;
 pub mod logging;
 pub mod media_type;
@@ -61,3 +66,4 @@ pub mod token;
 pub mod token_cache;
 pub mod token_commands;
 pub mod users;
+pub mod work_queue;

@@ -10,6 +10,11 @@
 //!   limited, unavailable, error (identity seam refusals)
 //! - `regauth_token_cache_total{result}`, `regauth_credential_cache_total{result}`: hit, miss
 //! - `regauth_bcrypt_seconds`
+//! - `regauth_login_refused_total{reason}`: logins refused before any secret
+//!   was checked: account_address, address, account (limiter counters),
+//!   queue_full, queue_address_share (password-check queue)
+//! - `regauth_login_limiter_entries{table}`: counters, known_addresses
+//! - `regauth_check_queue_running{queue}`, `regauth_check_queue_waiting{queue}`
 //! - `regauth_reloads_total{result}`: ok, failed; `regauth_config_generation`
 //! - `regauth_api_token_logins_total{token_id,outcome}`: ok, unknown,
 //!   wrong_account, expired, account_gone (`token_id` is `unknown` when no
@@ -80,6 +85,22 @@ fn describe() {
         "regauth_bcrypt_seconds",
         Unit::Seconds,
         "Time spent in bcrypt verification"
+    );
+    describe_counter!(
+        "regauth_login_refused_total",
+        "Logins refused before any secret was checked, by reason"
+    );
+    describe_gauge!(
+        "regauth_login_limiter_entries",
+        "Entries in the login limiter's tables"
+    );
+    describe_gauge!(
+        "regauth_check_queue_running",
+        "Password checks running, by queue"
+    );
+    describe_gauge!(
+        "regauth_check_queue_waiting",
+        "Password checks waiting for a worker, by queue"
     );
     describe_counter!("regauth_reloads_total", "Configuration reloads by result");
     describe_counter!(

@@ -11,6 +11,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::identity::files::CredentialChecker;
 use crate::identity::jwks::KeyCache;
+use crate::identity::login_limits::limiter_for;
+use crate::limiter::LoginLimiter;
 use crate::snapshot::Snapshot;
 use crate::token_cache::TokenCache;
 
@@ -20,6 +22,8 @@ pub struct State {
     snapshot: ArcSwap<Snapshot>,
     /// Password checks and their cache.
     pub credentials: CredentialChecker,
+    /// Failed logins per account and address (sized at start).
+    pub login_limiter: LoginLimiter,
     /// Verified access tokens for `/auth`.
     pub tokens: TokenCache,
     /// Federated issuers' signing keys; kept across reloads.
@@ -39,12 +43,17 @@ impl State {
         config_path: PathBuf,
         metrics: Option<PrometheusHandle>,
     ) -> State {
-        let credentials = CredentialChecker::new(snapshot.config.credential_cache.duration());
+        let credentials = CredentialChecker::new(
+            snapshot.config.credential_cache.duration(),
+            snapshot.config.login_limits.queue,
+        );
+        let login_limiter = limiter_for(&snapshot.config.login_limits);
         let tokens = TokenCache::new(snapshot.config.auth.cache_capacity.get());
         snapshot.generation = 1;
         State {
             snapshot: ArcSwap::from_pointee(snapshot),
             credentials,
+            login_limiter,
             federation_keys: KeyCache::https(),
             tokens,
             config_path,

@@ -412,7 +412,10 @@ fn measure_ldap_login_costs() {
                 }
                 median(samples)
             };
-            let checker = CredentialChecker::new(Duration::from_secs(120));
+            let checker = CredentialChecker::new(
+                Duration::from_secs(120),
+                regauth::config::LoginLimits::default().queue,
+            );
             login_cached(&checker, &dir, "alice", "alice-pw")
                 .await
                 .unwrap();

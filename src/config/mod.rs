@@ -21,6 +21,7 @@
 mod federation;
 mod ldap;
 mod listen;
+mod login_limits;
 mod registry;
 mod sections;
 mod validate;
@@ -36,6 +37,7 @@ use crate::acl::RuleSpec;
 pub use federation::FederationSpec;
 pub use ldap::{AttributeName, FilterTemplate, GroupSearch, LdapSettings, LdapUrl, Precedence};
 pub use listen::{Front, ListenAddress, Listener, SocketMode};
+pub use login_limits::{LoginLimits, QueueLimits};
 pub use registry::{registry_warnings, RegistryKeys, RegistrySettings, RegistryVersion, Signing};
 pub use sections::{
     AuthMode, AuthSettings, Backlog, CacheCapacity, ConnectionBudget, Grace, Leeway, Limits,
@@ -124,6 +126,9 @@ pub struct Config {
     /// Connection limits and timeouts.
     #[serde(default)]
     pub limits: Limits,
+    /// Failed-login limiter and password-check queue.
+    #[serde(default)]
+    pub login_limits: LoginLimits,
     /// The registry that verifies tokens, if known: only for `check-config`'s warnings.
     #[serde(default)]
     pub registry: Option<RegistrySettings>,
@@ -247,6 +252,14 @@ impl Config {
                 a.limits.max_connections != b.limits.max_connections,
             ),
             ("limits.backlog", a.limits.backlog != b.limits.backlog),
+            (
+                "login_limits.table_capacity",
+                a.login_limits.table_capacity != b.login_limits.table_capacity,
+            ),
+            (
+                "login_limits.bcrypt_*",
+                a.login_limits.queue != b.login_limits.queue,
+            ),
             ("log.format", a.log.format != b.log.format),
             ("log.level", a.log.level != b.log.level),
         ]

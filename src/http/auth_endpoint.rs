@@ -78,20 +78,14 @@ pub async fn handle(
         .map(ResourceScope::challenge_string)
         .collect::<Vec<_>>()
         .join(" ");
-    // Behind nginx the peer is the proxy; its X-Forwarded-For names the
-    // client, and is believed only where the proxy is (trusted listeners).
-    let forwarded_for = request
-        .headers()
-        .get("x-forwarded-for")
-        .filter(|_| connection.trusted)
-        .and_then(|value| value.to_str().ok())
-        .map(crate::scope::excerpt)
-        .unwrap_or_default();
+    // Behind nginx the peer is the proxy; the client is the address nginx
+    // appended to X-Forwarded-For, believed on trusted listeners only.
+    let client = client_address(connection, request.headers());
     tracing::info!(
         target: "regauth::audit",
         account = decision.account(),
         peer = %connection.peer,
-        forwarded_for,
+        address = %client,
         method,
         path,
         needed = %needed_text,

@@ -4,13 +4,13 @@
 
 mod auth_endpoint;
 pub mod authorization;
+mod client;
 mod health;
 mod params;
 mod token_endpoint;
 mod token_request;
 
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,13 +18,14 @@ use bytes::Bytes;
 use http::header::{
     HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
 };
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::identity::IdentityError;
 use crate::state::State;
+use client::client_address;
 
 /// Response body type of every handler.
 pub type Body = Full<Bytes>;
@@ -312,31 +313,6 @@ pub async fn handle(
     Ok(response)
 }
 
-/// The client's address, for the login limiter: on a trusted listener the
-/// last `X-Forwarded-For` entry (the one the front proxy appended) when it
-/// is an address, otherwise the peer's; `None` for a unix socket peer that
-/// names nobody.
-fn client_address(connection: &Connection, headers: &HeaderMap) -> Option<IpAddr> {
-    let forwarded = headers
-        .get_all(X_FORWARDED_FOR)
-        .iter()
-        .next_back()
-        .filter(|_| connection.trusted)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|list| list.rsplit(',').next())
-        .and_then(|last| last.trim().parse::<IpAddr>().ok());
-    forwarded.or_else(|| {
-        connection
-            .peer
-            .parse::<SocketAddr>()
-            .ok()
-            .map(|peer| peer.ip())
-    })
-}
-
-/// The header a front proxy names the client in.
-const X_FORWARDED_FOR: &str = "x-forwarded-for";
-
 /// The current unix time in seconds; the one clock read of a request,
 /// handed to the pure code below.
 fn unix_now() -> i64 {
@@ -389,7 +365,8 @@ mod tests {
 
     #[test]
     fn the_client_address_is_the_proxy_s_word_only_on_trusted_listeners() {
-        let mut headers = HeaderMap::new();
+        use crate::client_address::ClientAddress;
+        let mut headers = http::HeaderMap::new();
         headers.insert(
             "x-forwarded-for",
             HeaderValue::from_static("10.0.0.9, 192.0.2.7"),
@@ -405,17 +382,18 @@ mod tests {
         };
         assert_eq!(
             client_address(&trusted, &headers),
-            Some("192.0.2.7".parse().unwrap())
+            ClientAddress::ip("192.0.2.7".parse().unwrap())
         );
         assert_eq!(
             client_address(&untrusted, &headers),
-            Some("127.0.0.1".parse().unwrap())
+            ClientAddress::ip("127.0.0.1".parse().unwrap())
         );
         let unix = Connection {
             peer: "unix".into(),
             trusted: false,
             front: crate::config::Front::Nginx,
         };
-        assert_eq!(client_address(&unix, &HeaderMap::new()), None);
+        let nothing = http::HeaderMap::new();
+        assert_eq!(client_address(&unix, &nothing), ClientAddress::Local);
     }
 }

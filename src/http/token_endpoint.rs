@@ -4,8 +4,6 @@
 //! ([`decide::token`]) → sign → answer, with one outcome logged and counted
 //! once, and the clock read once.
 
-use std::net::IpAddr;
-
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
@@ -14,6 +12,7 @@ use super::authorization;
 use super::params::Params;
 use super::token_request::{parse_get, parse_post, read_form, Proof, TokenRequest};
 use super::{basic_challenge, client_address, json_response, unix_now, ApiError, Body, Connection};
+use crate::client_address::ClientAddress;
 use crate::decide::token::{self as decide, Grant, Refresh};
 use crate::identity::{self, Credentials, Identity, IdentityError};
 use crate::scope::ResourceScope;
@@ -102,7 +101,7 @@ async fn serve(
     Ok(answer(snapshot, &request, outcome, now))
 }
 
-fn client(connection: &Connection, request: &Request<Incoming>) -> Option<IpAddr> {
+fn client(connection: &Connection, request: &Request<Incoming>) -> ClientAddress {
     client_address(connection, request.headers())
 }
 
@@ -196,6 +195,7 @@ fn audit(connection: &Connection, request: &TokenRequest<'_>, outcome: &Outcome)
             tracing::info!(
                 account = %issued.account,
                 peer = %connection.peer,
+                address = %request.client,
                 grant,
                 source = %issued.source,
                 client,
@@ -223,6 +223,7 @@ fn audit(connection: &Connection, request: &TokenRequest<'_>, outcome: &Outcome)
                 tracing::warn!(
                     account,
                     peer = %connection.peer,
+                    address = %request.client,
                     grant,
                     client,
                     reason = %error.detail(),

@@ -2,8 +2,6 @@
 //! header, or the OAuth2 `POST` form. What the caller presents to prove who
 //! it is, what it asks for, and nothing decided yet.
 
-use std::net::IpAddr;
-
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, Request};
 use http_body_util::{BodyExt, Limited};
@@ -12,6 +10,7 @@ use hyper::body::Incoming;
 use super::authorization::Authorization;
 use super::params::Params;
 use super::{basic_challenge, ApiError};
+use crate::client_address::ClientAddress;
 use crate::decide::token::RefreshAsked;
 use crate::media_type::{self, FORM_MEDIA_TYPES};
 use crate::scope::ResourceScope;
@@ -36,7 +35,7 @@ pub(super) struct TokenRequest<'a> {
     /// `client_id`, for the log.
     pub(super) client_id: &'a str,
     /// The client's address, for the identity seam.
-    pub(super) client: Option<IpAddr>,
+    pub(super) client: ClientAddress,
 }
 
 /// What proves who asks.
@@ -83,7 +82,7 @@ pub(super) fn parse_get<'a>(
     snapshot: &Snapshot,
     params: &'a Params,
     authorization: &'a Authorization,
-    client: Option<IpAddr>,
+    client: ClientAddress,
 ) -> Result<TokenRequest<'a>, ApiError> {
     params.check_service(snapshot)?;
     let offline = match params.single("offline_token")? {
@@ -186,7 +185,7 @@ fn is_form(headers: &HeaderMap) -> bool {
 pub(super) fn parse_post<'a>(
     snapshot: &Snapshot,
     params: &'a Params,
-    client: Option<IpAddr>,
+    client: ClientAddress,
 ) -> Result<TokenRequest<'a>, ApiError> {
     params.check_service(snapshot)?;
     let grant_type = params.required("grant_type")?;

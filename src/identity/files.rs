@@ -1,7 +1,8 @@
 //! The file users source: inline users and htpasswd entries, checked by
-//! password. bcrypt runs off the async reactor, a bounded number at a time,
-//! and a short-lived cache of successes lets a client's burst of token
-//! requests pay for bcrypt once.
+//! password. bcrypt runs off the async reactor behind a bounded queue shared
+//! fairly between client addresses (a flood from one address is refused
+//! rather than queued in front of everyone), and a short-lived cache of
+//! successes lets a client's burst of token requests pay for bcrypt once.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,12 +10,15 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
-use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
 use super::ldap::DirectoryUser;
-use super::{Identity, IdentityError, Source};
+use super::login_limits::refused;
+use super::{Credentials, Identity, IdentityError, Source};
+use crate::client_address::ClientAddress;
+use crate::config::QueueLimits;
 use crate::users::{User, Users};
+use crate::work_queue::{JobError, WorkQueue};
 
 /// What the client is told for an unknown user and a wrong password alike.
 const WRONG_PASSWORD: &str = "invalid username or password";
@@ -29,9 +33,10 @@ pub struct CredentialChecker {
     /// Per-process random key: the cache never holds anything that could be
     /// attacked offline to recover a password.
     key: Zeroizing<[u8; 32]>,
-    /// Caps concurrent bcrypt runs so a flood of bad passwords cannot take
-    /// every blocking thread.
-    bcrypt_slots: Semaphore,
+    /// Bounds bcrypt runs, in total and per client address, so a flood of
+    /// bad passwords can neither take every blocking thread nor make
+    /// everyone else wait behind it.
+    bcrypt: WorkQueue,
 }
 
 /// What a remembered success holds.
@@ -66,11 +71,11 @@ impl Remembered {
 const DIRECTORY_KEY_TAG: &str = "\0directory";
 
 impl CredentialChecker {
-    /// A checker that remembers successes for `ttl`.
-    pub fn new(ttl: Duration) -> CredentialChecker {
+    /// A checker that remembers successes for `ttl` and runs bcrypt within
+    /// `queue`'s bounds.
+    pub fn new(ttl: Duration, queue: QueueLimits) -> CredentialChecker {
         let mut key = Zeroizing::new([0u8; 32]);
         rand::thread_rng().fill_bytes(key.as_mut());
-        let slots = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
         CredentialChecker {
             verified: moka::future::Cache::builder()
                 .max_capacity(100_000)
@@ -78,7 +83,7 @@ impl CredentialChecker {
                 .time_to_live(ttl)
                 .build(),
             key,
-            bcrypt_slots: Semaphore::new(slots),
+            bcrypt: WorkQueue::new("bcrypt", queue),
         }
     }
 
@@ -87,14 +92,19 @@ impl CredentialChecker {
         self.verified.invalidate_all();
     }
 
-    /// Checks `name`/`password`; on success, the user's [`Identity`].
+    /// Checks the presented user name and password; on success, the user's
+    /// [`Identity`].
     pub async fn authenticate(
         &self,
         users: &Users,
-        name: &str,
-        password: &str,
+        credentials: &Credentials<'_>,
     ) -> Result<Identity, IdentityError> {
-        let user = self.verify(users, name, password).await?;
+        let Credentials {
+            user: name,
+            password,
+            client,
+        } = *credentials;
+        let user = self.verify(users, name, password, client).await?;
         Ok(Identity {
             account: name.to_owned(),
             refresh_binding: Some(user.credential_fingerprint()),
@@ -110,6 +120,7 @@ impl CredentialChecker {
         users: &Users,
         name: &str,
         password: &str,
+        client: ClientAddress,
     ) -> Result<User, IdentityError> {
         let user = users.get(name);
         // An unknown name costs the same bcrypt work as a wrong password.
@@ -125,7 +136,7 @@ impl CredentialChecker {
         }
         metrics::counter!("regauth_credential_cache_total", "result" => "miss").increment(1);
 
-        let matches = self.run_bcrypt(password, stored_hash).await?;
+        let matches = self.run_bcrypt(client, password, stored_hash).await?;
         match user {
             Some(user) if matches => {
                 self.verified.insert(cache_key, Remembered::File).await;
@@ -163,20 +174,35 @@ impl CredentialChecker {
         self.verified.insert(key, Remembered::Directory(user)).await;
     }
 
-    async fn run_bcrypt(&self, password: &str, hash: &str) -> Result<bool, IdentityError> {
-        let _slot = self
-            .bcrypt_slots
-            .acquire()
-            .await
-            .map_err(|e| IdentityError::Internal(format!("bcrypt queue closed: {e}")))?;
+    async fn run_bcrypt(
+        &self,
+        client: ClientAddress,
+        password: &str,
+        hash: &str,
+    ) -> Result<bool, IdentityError> {
         let password = Zeroizing::new(password.to_owned());
         let hash: Arc<str> = Arc::from(hash);
-        let started = Instant::now();
-        let outcome =
-            tokio::task::spawn_blocking(move || bcrypt::verify(password.as_bytes(), &hash))
-                .await
-                .map_err(|e| IdentityError::Internal(format!("bcrypt task failed: {e}")))?;
-        metrics::histogram!("regauth_bcrypt_seconds").record(started.elapsed().as_secs_f64());
+        let outcome = self
+            .bcrypt
+            .run_blocking(client, move || {
+                let started = Instant::now();
+                let outcome = bcrypt::verify(password.as_bytes(), &hash);
+                metrics::histogram!("regauth_bcrypt_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                outcome
+            })
+            .await
+            .map_err(|error| match error {
+                JobError::Refused(refusal) => {
+                    refused(refusal.label());
+                    IdentityError::Limited {
+                        retry_after: refusal.retry_after(),
+                    }
+                }
+                JobError::Crashed(detail) => {
+                    IdentityError::Internal(format!("bcrypt task failed: {detail}"))
+                }
+            })?;
         // Hashes are checked at load and `verify` truncates long passwords
         // instead of failing, so an error here is a stored hash we cannot
         // read: our fault, not a wrong password.
@@ -198,7 +224,20 @@ impl CredentialChecker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::UserSpec;
+    use crate::config::{LoginLimits, UserSpec};
+    use std::num::NonZeroUsize;
+
+    fn checker() -> CredentialChecker {
+        CredentialChecker::new(Duration::from_secs(60), LoginLimits::default().queue)
+    }
+
+    fn credentials<'a>(user: &'a str, password: &'a str) -> Credentials<'a> {
+        Credentials {
+            user,
+            password,
+            client: ClientAddress::Local,
+        }
+    }
 
     fn users_with(name: &str, password: &str) -> Users {
         let spec = UserSpec {
@@ -213,24 +252,33 @@ mod tests {
     #[tokio::test]
     async fn right_password_passes_and_is_cached() {
         let users = users_with("alice", "secret");
-        let checker = CredentialChecker::new(Duration::from_secs(60));
-        let user = checker.verify(&users, "alice", "secret").await.unwrap();
+        let checker = checker();
+        let user = checker
+            .verify(&users, "alice", "secret", ClientAddress::Local)
+            .await
+            .unwrap();
         assert_eq!(user.groups, vec!["staff".to_owned()]);
         assert!(checker.verified.contains_key(&checker.cache_key(
             "alice",
             "secret",
             &user.password_hash
         )));
-        assert!(checker.verify(&users, "alice", "secret").await.is_ok());
+        assert!(checker
+            .verify(&users, "alice", "secret", ClientAddress::Local)
+            .await
+            .is_ok());
     }
 
     #[tokio::test]
     async fn wrong_password_and_unknown_user_are_the_same_error() {
         let users = users_with("alice", "secret");
-        let checker = CredentialChecker::new(Duration::from_secs(60));
-        let wrong = checker.verify(&users, "alice", "nope").await.unwrap_err();
+        let checker = checker();
+        let wrong = checker
+            .verify(&users, "alice", "nope", ClientAddress::Local)
+            .await
+            .unwrap_err();
         let unknown = checker
-            .verify(&users, "mallory", "secret")
+            .verify(&users, "mallory", "secret", ClientAddress::Local)
             .await
             .unwrap_err();
         assert_eq!(wrong.to_string(), unknown.to_string());
@@ -240,20 +288,29 @@ mod tests {
 
     #[tokio::test]
     async fn a_changed_password_misses_the_cache() {
-        let checker = CredentialChecker::new(Duration::from_secs(60));
+        let checker = checker();
         let before = users_with("alice", "old");
-        checker.verify(&before, "alice", "old").await.unwrap();
+        checker
+            .verify(&before, "alice", "old", ClientAddress::Local)
+            .await
+            .unwrap();
         let after = users_with("alice", "new");
-        assert!(checker.verify(&after, "alice", "old").await.is_err());
-        assert!(checker.verify(&after, "alice", "new").await.is_ok());
+        assert!(checker
+            .verify(&after, "alice", "old", ClientAddress::Local)
+            .await
+            .is_err());
+        assert!(checker
+            .verify(&after, "alice", "new", ClientAddress::Local)
+            .await
+            .is_ok());
     }
 
     #[tokio::test]
     async fn the_identity_names_the_source_and_binds_refresh_tokens_to_the_hash() {
         let users = users_with("alice", "secret");
-        let checker = CredentialChecker::new(Duration::from_secs(60));
+        let checker = checker();
         let identity = checker
-            .authenticate(&users, "alice", "secret")
+            .authenticate(&users, &credentials("alice", "secret"))
             .await
             .unwrap();
         assert_eq!(identity.account, "alice");
@@ -273,11 +330,36 @@ mod tests {
         };
         let name = "alice".to_owned();
         let users = Users::build([(&name, &spec)], vec![]).unwrap();
-        let checker = CredentialChecker::new(Duration::from_secs(60));
+        let checker = checker();
         let error = checker
-            .authenticate(&users, "alice", "secret")
+            .authenticate(&users, &credentials("alice", "secret"))
             .await
             .unwrap_err();
         assert!(matches!(error, IdentityError::Internal(_)), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_without_running_bcrypt() {
+        let users = users_with("alice", "secret");
+        let one_at_a_time = QueueLimits {
+            workers: NonZeroUsize::MIN,
+            waiting: 0,
+            per_address: NonZeroUsize::MIN,
+        };
+        let checker = CredentialChecker::new(Duration::from_secs(60), one_at_a_time);
+        let busy = checker.bcrypt.admit(ClientAddress::Local).await.unwrap();
+        let error = checker
+            .authenticate(&users, &credentials("alice", "secret"))
+            .await
+            .unwrap_err();
+        let IdentityError::Limited { retry_after } = error else {
+            panic!("expected Limited, got {error:?}");
+        };
+        assert!(retry_after >= Duration::from_secs(1));
+        drop(busy);
+        let identity = checker
+            .authenticate(&users, &credentials("alice", "secret"))
+            .await;
+        assert!(identity.is_ok());
     }
 }

@@ -27,13 +27,14 @@ pub mod federation;
 pub mod files;
 pub mod jwks;
 pub mod ldap;
+pub mod login_limits;
 pub mod refresh;
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::acl::{Acl, Subject};
+use crate::client_address::ClientAddress;
 use crate::config::Precedence;
 use crate::snapshot::Snapshot;
 use crate::state::State;
@@ -204,10 +205,10 @@ pub struct Credentials<'a> {
     pub user: &'a str,
     /// The password; the caller wipes it.
     pub password: &'a str,
-    /// The client's address, for the login limiter: the peer's, or on a
-    /// trusted listener the one the front proxy names. `None` for a unix
-    /// socket peer that names nobody.
-    pub client: Option<IpAddr>,
+    /// The client's address, for the login limiter and the password-check
+    /// queue: the peer's, or on a trusted listener the one the front proxy
+    /// appended to `X-Forwarded-For`.
+    pub client: ClientAddress,
 }
 
 /// The one entry point for Basic credentials. The password's shape picks
@@ -215,8 +216,20 @@ pub struct Credentials<'a> {
 /// federation is configured), else a password, checked by the file
 /// users or the directory ([`password_login`]). A password of
 /// one shape is never tried as another, so a revoked token cannot fall
-/// through to a bcrypt check, nor a password to a token lookup.
+/// through to a bcrypt check, nor a password to a token lookup. Every
+/// source runs behind the login limiter ([`login_limits`]).
 pub async fn authenticate(
+    state: &State,
+    snapshot: &Snapshot,
+    credentials: &Credentials<'_>,
+) -> Result<Identity, IdentityError> {
+    let limits = &snapshot.config.login_limits;
+    let sources = check_secret(state, snapshot, credentials);
+    login_limits::behind_limiter(&state.login_limiter, limits, credentials, sources).await
+}
+
+/// Every source that checks a secret, behind [`authenticate`]'s limiter.
+async fn check_secret(
     state: &State,
     snapshot: &Snapshot,
     credentials: &Credentials<'_>,
@@ -260,7 +273,7 @@ async fn password_login(
         }
         state
             .credentials
-            .authenticate(&snapshot.users, name, password)
+            .authenticate(&snapshot.users, credentials)
             .await
     };
     let Some(directory) = &snapshot.directory else {
