@@ -73,19 +73,30 @@ pub async fn handle(
         .and_then(|value| value.to_str().ok())
         .map(crate::scope::excerpt)
         .unwrap_or_default();
-    tracing::info!(
-        target: "regauth::audit",
-        account = decision.account(),
-        peer = %connection.peer,
-        forwarded_for,
-        method,
-        path,
-        needed = %needed_text,
-        outcome = decision.outcome(),
-        reason = decision.reason().as_str(),
-        credential,
-        "auth decision"
-    );
+    // Every refusal is audited at info. Allowed decisions (most of an
+    // nginx's traffic) are audited at debug: `log.level`
+    // "info,regauth::audit=debug" logs every decision (README, "Logs").
+    macro_rules! audit {
+        ($level:ident) => {
+            tracing::$level!(
+                target: "regauth::audit",
+                account = decision.account(),
+                peer = %connection.peer,
+                forwarded_for,
+                method,
+                path,
+                needed = %needed_text,
+                outcome = decision.outcome(),
+                reason = decision.reason().as_str(),
+                credential,
+                "auth decision"
+            )
+        };
+    }
+    match decision {
+        Decision::Allow { .. } => audit!(debug),
+        _ => audit!(info),
+    }
     metrics::counter!("regauth_auth_decisions_total", "outcome" => decision.outcome()).increment(1);
 
     answer(snapshot, decision, &needed_text)
