@@ -111,6 +111,7 @@ pub fn explain_request(acl: &Acl, subject: &Subject, method: &str, uri: &str) ->
         return text;
     }
     let mut missing = Vec::new();
+    let mut refused_write = None;
     for scope in &required.access {
         let write = required
             .manifest_write
@@ -135,17 +136,22 @@ pub fn explain_request(acl: &Acl, subject: &Subject, method: &str, uri: &str) ->
         };
         if !(allowed.contains("*") || scope.actions.iter().all(|a| allowed.contains(a))) {
             missing.push(scope.challenge_string());
+            let write = what.trim().trim_start_matches('(').trim_end_matches(')');
+            refused_write = refused_write.or((!write.is_empty()).then(|| write.to_owned()));
         }
     }
+    let lacks = match refused_write {
+        Some(write) => format!("lacks {} for this {write}", missing.join(" ")),
+        None => format!("lacks {}", missing.join(" ")),
+    };
     let _ = if missing.is_empty() {
         writeln!(text, "  answer: allowed")
     } else if subject.account.is_some_and(|account| !account.is_empty()) {
-        writeln!(text, "  answer: refused (403), lacks {}", missing.join(" "))
+        writeln!(text, "  answer: refused (403), {lacks}")
     } else {
         writeln!(
             text,
-            "  answer: refused (401 challenge: signing in may help), lacks {}",
-            missing.join(" ")
+            "  answer: refused (401 challenge: signing in may help), {lacks}"
         )
     };
     text
@@ -251,7 +257,10 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("answer: refused (403), lacks repository:app/web:pull,push"),
+            text.contains(
+                "answer: refused (403), lacks repository:app/web:pull,push \
+                 for this manifest write by tag \"v1.0\""
+            ),
             "{text}"
         );
         let text = explain_request(&acl(), &subject, "PUT", "/v2/app/web/manifests/sha-1");

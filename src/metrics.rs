@@ -11,6 +11,12 @@
 //! - `regauth_token_cache_total{result}`, `regauth_credential_cache_total{result}`: hit, miss
 //! - `regauth_bcrypt_seconds`
 //! - `regauth_reloads_total{result}`: ok, failed; `regauth_config_generation`
+//! - `regauth_api_token_logins_total{token_id,outcome}`: ok, unknown,
+//!   wrong_account, expired, account_gone (`token_id` is `unknown` when no
+//!   token has the secret; never the secret)
+//! - `regauth_federation_logins_total{issuer,outcome}`: ok or the failure
+//!   mode (`issuer` is `unknown` for issuers not configured);
+//!   `regauth_federation_key_fetches_total{result}`: ok, failed
 //! - `regauth_log_lines_dropped_total`: log lines dropped because the log
 //!   writer could not keep up (see `logging`); updated every second
 
@@ -76,6 +82,18 @@ fn describe() {
         "Time spent in bcrypt verification"
     );
     describe_counter!("regauth_reloads_total", "Configuration reloads by result");
+    describe_counter!(
+        "regauth_api_token_logins_total",
+        "API token logins by token id and outcome"
+    );
+    describe_counter!(
+        "regauth_federation_logins_total",
+        "OIDC federation logins by issuer and outcome"
+    );
+    describe_counter!(
+        "regauth_federation_key_fetches_total",
+        "Fetches of federated issuers' keys by result"
+    );
     describe_gauge!(
         "regauth_config_generation",
         "Generation of the configuration in force"

@@ -269,6 +269,15 @@ impl Snapshot {
             );
         }
         let _ = writeln!(out, "acl:       {} rule(s)", self.acl.len());
+        if self.acl.has_reference_rules() {
+            let _ = writeln!(
+                out,
+                "warning:   ACL rules with \"tags\" or \"digests\" are enforced only by {} (nginx \
+                 auth_request in front of the registry): a token names no tag, so a registry that \
+                 verifies regauth's tokens itself lets any token with push write any tag",
+                config.auth.path
+            );
+        }
         if let Some(path) = &config.api_tokens {
             let _ = writeln!(
                 out,

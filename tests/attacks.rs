@@ -4,8 +4,8 @@
 //!
 //! One regauth serves all of them: token mode on an untrusted TCP listener, and a trusted
 //! unix socket (as nginx would use) that believes a front proxy's user header. The ACL
-//! gives every account its own `${account}/**` namespace, staff everything, and anonymous
-//! callers `public/**`. Each table row says what was sent and what must come back; rows
+//! protects `release-*` tags of `eve/x`, gives every account its own `${account}/**`
+//! namespace, staff everything, and anonymous callers `public/**`. Each table row says what was sent and what must come back; rows
 //! marked "held" were refused before this suite existed, the others name the fix.
 
 mod support;
@@ -70,6 +70,7 @@ impl Site {
                 "eve": { "password": hash_password("eve-pw") },
             },
             "acl": [
+                { "name": "eve/x", "tags": ["release-*"], "actions": ["pull"] },
                 { "account": "*", "name": "${account}/**", "actions": ["pull", "push", "delete"] },
                 { "group": "staff", "actions": ["pull", "push", "delete"] },
                 { "name": "public/**", "actions": ["pull"] },
@@ -558,6 +559,26 @@ fn corpus(site: &Site) -> Vec<Attack> {
             name: "genuine_token_out_of_its_scope_held",
             probe: auth("GET", "/v2/alice/private/manifests/latest", &eve),
             expect: expect(401, Some("insufficient_scope")),
+        },
+        // --- Tag rules at the edge (issue 12 part 3) ---------------------------------
+        Attack {
+            name: "protected_tag_pushed_with_a_repository_token",
+            probe: auth("PUT", "/v2/eve/x/manifests/release-1", &eve),
+            expect: denied("release-1\\\" of eve/x is protected"),
+        },
+        Attack {
+            name: "protected_tag_deleted_by_tag",
+            probe: auth(
+                "DELETE",
+                "/v2/eve/x/manifests/release-1",
+                &site.sign(&site.claims("eve", &[("eve/x", &["delete"])])),
+            ),
+            expect: denied("is protected"),
+        },
+        Attack {
+            name: "unprotected_tag_pushed_with_the_same_token",
+            probe: auth("PUT", "/v2/eve/x/manifests/dev-1", &eve),
+            expect: expect(200, None),
         },
         Attack {
             name: "genuine_token_in_scope_passes",

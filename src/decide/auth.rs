@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::acl::{Acl, Subject};
 use crate::identity::{Identity, IdentityError};
+use crate::route::{ManifestWrite, Reference};
 use crate::scope::ResourceScope;
 use crate::token::AccessClaims;
 
@@ -113,10 +114,27 @@ impl Decision {
     }
 }
 
-/// What `/auth` answers a `caller` whose original request needs `needed`.
-pub fn decide(caller: Caller, needed: &[ResourceScope], acl: &Acl) -> Decision {
+/// A manifest write being decided, for ACL rules with `tags`/`digests`
+/// (tokens cannot carry a tag, so `/auth` checks those rules itself).
+#[derive(Debug, Clone, Copy)]
+pub struct WriteCheck<'a> {
+    /// What the request writes.
+    pub write: &'a ManifestWrite,
+    /// The groups of a bearer token's subject, which the token does not
+    /// carry (the configured user's groups); ignored for other callers.
+    pub token_groups: &'a [String],
+}
+
+/// What `/auth` answers a `caller` whose original request needs `needed`
+/// and, for a manifest write, writes what `write` says.
+pub fn decide(
+    caller: Caller,
+    needed: &[ResourceScope],
+    write: Option<WriteCheck>,
+    acl: &Acl,
+) -> Decision {
     match caller {
-        Caller::Identified(identity) => by_acl(Some(&identity), needed, acl),
+        Caller::Identified(identity) => by_acl(Some(&identity), needed, write, acl),
         // The `/v2/` ping must challenge, or clients never learn that they
         // could send credentials; anything else anonymous may do, it may.
         Caller::Anonymous if needed.is_empty() => Decision::Challenge {
@@ -124,8 +142,8 @@ pub fn decide(caller: Caller, needed: &[ResourceScope], acl: &Acl) -> Decision {
             reason: "no credentials".into(),
             account: None,
         },
-        Caller::Anonymous => by_acl(None, needed, acl),
-        Caller::Bearer(claims) => by_token(&claims, needed),
+        Caller::Anonymous => by_acl(None, needed, write, acl),
+        Caller::Bearer(claims) => by_token(&claims, needed, write, acl),
         Caller::Unproven(Unproven::Missing(reason)) => Decision::Challenge {
             error: None,
             reason: reason.into(),
@@ -157,37 +175,91 @@ pub fn decide(caller: Caller, needed: &[ResourceScope], acl: &Acl) -> Decision {
 /// decide. An identified caller that is refused gets 403 (other credentials
 /// are not on offer); an anonymous one a challenge, since signing in may
 /// help.
-fn by_acl(identity: Option<&Identity>, needed: &[ResourceScope], acl: &Acl) -> Decision {
+fn by_acl(
+    identity: Option<&Identity>,
+    needed: &[ResourceScope],
+    write: Option<WriteCheck>,
+    acl: &Acl,
+) -> Decision {
     let subject = identity.map_or(Subject::anonymous(), Identity::subject);
     let limit = identity.and_then(|identity| identity.scope_limit.as_deref());
     let permitted = |scope: &&ResourceScope| {
         acl.permits(&subject, scope) && limit.is_none_or(|limit| limit.permits(&subject, scope))
     };
     let account = identity.map(|identity| identity.account.clone());
-    match needed.iter().find(|scope| !permitted(scope)) {
+    let refused = match needed.iter().find(|scope| !permitted(scope)) {
+        Some(scope) => Some(format!(
+            "access denied by the ACL: {}",
+            scope.challenge_string()
+        )),
+        None => write.and_then(|check| refused_write(acl, &subject, needed, check.write)),
+    };
+    match refused {
         None => Decision::Allow { user: account },
-        Some(scope) if account.is_some() => Decision::Deny {
-            reason: format!("access denied by the ACL: {}", scope.challenge_string()),
-            account,
-        },
-        Some(scope) => Decision::Challenge {
+        Some(reason) if account.is_some() => Decision::Deny { reason, account },
+        Some(reason) => Decision::Challenge {
             error: None,
-            reason: format!("anonymous access denied: {}", scope.challenge_string()),
+            reason: format!("anonymous caller: {reason}"),
             account: None,
         },
     }
 }
 
-/// Token mode: the token's `access` claim must cover every need.
-fn by_token(claims: &AccessClaims, needed: &[ResourceScope]) -> Decision {
-    match needed.iter().find(|scope| !claims.covers(scope)) {
-        None => Decision::Allow {
-            user: Some(claims.sub.clone()).filter(|sub| !sub.is_empty()),
-        },
-        Some(scope) => Decision::Challenge {
+/// Why the ACL's tag rules refuse a manifest write that the rest of the ACL
+/// (or a token) allows; `None` when they allow it too.
+fn refused_write(
+    acl: &Acl,
+    subject: &Subject,
+    needed: &[ResourceScope],
+    write: &ManifestWrite,
+) -> Option<String> {
+    let target = needed
+        .iter()
+        .find(|scope| scope.resource_type == "repository" && scope.name == write.name)?;
+    if acl.permits_write(subject, target, write.as_acl_write()) {
+        return None;
+    }
+    let actions = target.actions.iter().cloned().collect::<Vec<_>>().join(",");
+    Some(match &write.reference {
+        Reference::Tag(tag) => format!(
+            "tag {tag:?} of {} is protected: the ACL's tag rules do not allow {actions} of this tag",
+            write.name
+        ),
+        Reference::Digest(_) => format!(
+            "manifest writes by digest to {} are not allowed by the ACL's tag rules ({actions})",
+            write.name
+        ),
+    })
+}
+
+/// Token mode: the token's `access` claim must cover every need; for a
+/// manifest write, the ACL's tag rules must also allow it for the token's
+/// subject (the token grants the repository, not the tag), and no token
+/// could change that: 403.
+fn by_token(
+    claims: &AccessClaims,
+    needed: &[ResourceScope],
+    write: Option<WriteCheck>,
+    acl: &Acl,
+) -> Decision {
+    if let Some(scope) = needed.iter().find(|scope| !claims.covers(scope)) {
+        return Decision::Challenge {
             error: Some("insufficient_scope"),
             reason: format!("token lacks {}", scope.challenge_string()),
             account: Some(claims.sub.clone()),
+        };
+    }
+    let user = Some(claims.sub.clone()).filter(|sub| !sub.is_empty());
+    let check = write.filter(|_| acl.has_reference_rules());
+    let subject = Subject {
+        account: user.as_deref(),
+        groups: check.map_or(&[], |check| check.token_groups),
+    };
+    match check.and_then(|check| refused_write(acl, &subject, needed, check.write)) {
+        None => Decision::Allow { user },
+        Some(reason) => Decision::Deny {
+            reason,
+            account: user,
         },
     }
 }
@@ -273,6 +345,7 @@ mod tests {
         match decide(
             Caller::Bearer(token.clone()),
             &[scope("repository:a:pull")],
+            None,
             &acl,
         ) {
             Decision::Allow { user } => assert_eq!(user.as_deref(), Some("alice")),
@@ -280,12 +353,13 @@ mod tests {
         }
         let anonymous = claims("", vec![]);
         assert!(matches!(
-            decide(Caller::Bearer(anonymous), &[], &acl),
+            decide(Caller::Bearer(anonymous), &[], None, &acl),
             Decision::Allow { user: None }
         ));
         match decide(
             Caller::Bearer(token.clone()),
             &[scope("repository:a:push")],
+            None,
             &acl,
         ) {
             Decision::Challenge { error, account, .. } => {
@@ -302,7 +376,7 @@ mod tests {
         let alice = identity("alice", &[]);
         let needs = [scope("repository:alice/app:pull,push,delete")];
         assert!(matches!(
-            decide(Caller::Identified(alice.clone()), &needs, &acl),
+            decide(Caller::Identified(alice.clone()), &needs, None, &acl),
             Decision::Allow { user: Some(ref u) } if u == "alice"
         ));
         let reader = identity("rita", &["readers"]);
@@ -310,6 +384,7 @@ mod tests {
             decide(
                 Caller::Identified(reader.clone()),
                 &[scope("repository:team/x:pull")],
+                None,
                 &acl
             ),
             Decision::Allow { .. }
@@ -317,6 +392,7 @@ mod tests {
         let denied = decide(
             Caller::Identified(reader.clone()),
             &[scope("repository:team/x:push")],
+            None,
             &acl,
         );
         assert_eq!(denied.outcome(), "deny");
@@ -329,16 +405,19 @@ mod tests {
         let acl = acl(RULES);
         let pull = [scope("repository:public/base:pull")];
         assert!(matches!(
-            decide(Caller::Anonymous, &pull, &acl),
+            decide(Caller::Anonymous, &pull, None, &acl),
             Decision::Allow { user: None }
         ));
         let push = [scope("repository:public/base:push")];
         assert_eq!(
-            decide(Caller::Anonymous, &push, &acl).outcome(),
+            decide(Caller::Anonymous, &push, None, &acl).outcome(),
             "challenge"
         );
         // The `/v2/` ping needs nothing, and still challenges.
-        assert_eq!(decide(Caller::Anonymous, &[], &acl).outcome(), "challenge");
+        assert_eq!(
+            decide(Caller::Anonymous, &[], None, &acl).outcome(),
+            "challenge"
+        );
     }
 
     #[test]
@@ -352,15 +431,15 @@ mod tests {
         let push = [scope("repository:alice/app:push")];
         let elsewhere = [scope("repository:alice/other:pull")];
         assert_eq!(
-            decide(Caller::Identified(limited.clone()), &pull, &acl).outcome(),
+            decide(Caller::Identified(limited.clone()), &pull, None, &acl).outcome(),
             "allow"
         );
         assert_eq!(
-            decide(Caller::Identified(limited.clone()), &push, &acl).outcome(),
+            decide(Caller::Identified(limited.clone()), &push, None, &acl).outcome(),
             "deny"
         );
         assert_eq!(
-            decide(Caller::Identified(limited.clone()), &elsewhere, &acl).outcome(),
+            decide(Caller::Identified(limited.clone()), &elsewhere, None, &acl).outcome(),
             "deny"
         );
     }
@@ -372,12 +451,14 @@ mod tests {
         let missing = decide(
             Caller::Unproven(Unproven::Missing("no bearer token")),
             &needs,
+            None,
             &acl,
         );
         assert!(matches!(missing, Decision::Challenge { error: None, .. }));
         let invalid = decide(
             Caller::Unproven(Unproven::InvalidToken("token expired".into())),
             &needs,
+            None,
             &acl,
         );
         assert!(matches!(
@@ -393,6 +474,7 @@ mod tests {
                 error: IdentityError::wrong("invalid username or password"),
             }),
             &needs,
+            None,
             &acl,
         );
         assert_eq!(wrong.outcome(), "challenge");
@@ -406,8 +488,105 @@ mod tests {
                 },
             }),
             &needs,
+            None,
             &acl,
         );
         assert_eq!(limited.outcome(), "limited");
+    }
+
+    const TAG_RULES: &str = r#"[
+        { "group": "release-managers", "name": "app/**", "tags": ["v*"], "digests": true, "actions": ["pull", "push", "delete"] },
+        { "group": "ci", "name": "app/**", "tags": ["sha-*"], "digests": true, "actions": ["pull", "push"] },
+        { "account": "*", "name": "app/**", "actions": ["pull"] }
+    ]"#;
+
+    fn write(reference: Reference) -> ManifestWrite {
+        ManifestWrite {
+            name: "app/web".into(),
+            reference,
+        }
+    }
+
+    /// Issue 12 part 3: tag rules decide manifest writes in Basic mode (the identity's
+    /// groups) and token mode (the token's subject, the configured groups) alike.
+    #[test]
+    fn tag_rules_decide_manifest_writes_in_both_modes() {
+        let acl = acl(TAG_RULES);
+        let needs = [scope("repository:app/web:pull,push")];
+        let release = write(Reference::Tag("v1".into()));
+        let build = write(Reference::Tag("sha-1".into()));
+        let by_digest = write(Reference::Digest(format!("sha256:{}", "a".repeat(64))));
+        let ci = vec!["ci".to_owned()];
+        let check = |write| {
+            Some(WriteCheck {
+                write,
+                token_groups: &ci,
+            })
+        };
+        let bot = || Caller::Identified(identity("bot", &["ci"]));
+        let token = || {
+            Caller::Bearer(claims(
+                "bot",
+                vec![entry("repository", "app/web", &["pull", "push"])],
+            ))
+        };
+        for (mode, caller) in [("basic", &bot as &dyn Fn() -> Caller), ("token", &token)] {
+            for allowed in [&build, &by_digest] {
+                let decision = decide(caller(), &needs, check(allowed), &acl);
+                assert_eq!(decision.outcome(), "allow", "{mode} {allowed:?}");
+            }
+            let refused = decide(caller(), &needs, check(&release), &acl);
+            assert_eq!(refused.outcome(), "deny", "{mode}");
+            assert_eq!(refused.account(), "bot", "{mode}");
+            assert!(
+                refused
+                    .reason()
+                    .starts_with("tag \"v1\" of app/web is protected"),
+                "{mode}: {}",
+                refused.reason()
+            );
+            // The same request without a manifest write (a blob upload) is allowed.
+            assert_eq!(decide(caller(), &needs, None, &acl).outcome(), "allow");
+        }
+        // Token mode: the groups come from the configuration; without them the `ci` rule
+        // does not apply and the build tag is refused as well.
+        let no_groups = WriteCheck {
+            write: &build,
+            token_groups: &[],
+        };
+        assert_eq!(
+            decide(token(), &needs, Some(no_groups), &acl).outcome(),
+            "deny"
+        );
+        // A token that lacks the access still gets the challenge first.
+        let pull_only = claims("bot", vec![entry("repository", "app/web", &["pull"])]);
+        assert_eq!(
+            decide(Caller::Bearer(pull_only), &needs, check(&build), &acl).outcome(),
+            "challenge"
+        );
+        // Without tag rules the token alone decides, whatever the ACL says now.
+        let plain = self::acl(r#"[{ "actions": [] }]"#);
+        assert_eq!(
+            decide(token(), &needs, check(&release), &plain).outcome(),
+            "allow"
+        );
+        // Anonymous callers refused by a tag rule are challenged: signing in may help.
+        let open = self::acl(
+            r#"[{ "name": "app/**", "tags": ["dev"], "actions": ["pull", "push"] }, { "account": "*", "actions": ["pull", "push"] }]"#,
+        );
+        assert_eq!(
+            decide(Caller::Anonymous, &needs, check(&release), &open).outcome(),
+            "challenge"
+        );
+        assert_eq!(
+            decide(
+                Caller::Anonymous,
+                &needs,
+                check(&write(Reference::Tag("dev".into()))),
+                &open
+            )
+            .outcome(),
+            "allow"
+        );
     }
 }

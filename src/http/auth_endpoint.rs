@@ -20,7 +20,7 @@ use hyper::body::Incoming;
 use super::authorization::{self, Authorization};
 use super::{basic_challenge, client_address, unix_now, ApiError, Body, Connection};
 use crate::config::{AuthMode, AuthSettings, HeaderField};
-use crate::decide::auth::{decide, Caller, Decision, Unproven};
+use crate::decide::auth::{decide, Caller, Decision, Unproven, WriteCheck};
 use crate::identity::{self, Credentials};
 use crate::scope::ResourceScope;
 use crate::snapshot::Snapshot;
@@ -41,24 +41,38 @@ pub async fn handle(
         Ok((method, uri)) => (*method, uri.split('?').next().unwrap_or(uri)),
         Err(_) => ("", ""),
     };
-    let needed = original.and_then(|(method, uri)| required_access(request.headers(), method, uri));
-    // The API token or issuer that vouched, for the audit line.
-    let mut credential = String::new();
-    let decision = match &needed {
-        Ok(needed) => {
+    let required =
+        original.and_then(|(method, uri)| required_access(request.headers(), method, uri));
+    // Which source vouched (which API token, which issuer and workload),
+    // for the audit line.
+    let mut source = String::new();
+    let decision = match &required {
+        Ok(required) => {
             let caller = identify(state, snapshot, connection, request, now).await;
             if let Caller::Identified(identity) = &caller {
-                if let Some(detail) = identity.source.detail() {
-                    credential = format!("{} {detail}", identity.source.label());
-                }
+                source = identity.source.to_string();
             }
-            decide(caller, needed, &snapshot.acl)
+            // A token names no groups; tag rules may need the subject's.
+            let token_groups = match &caller {
+                Caller::Bearer(claims) => snapshot
+                    .users
+                    .get(&claims.sub)
+                    .map(|user| user.groups.as_slice())
+                    .unwrap_or_default(),
+                _ => &[],
+            };
+            let write = required.manifest_write.as_ref().map(|write| WriteCheck {
+                write,
+                token_groups,
+            });
+            decide(caller, &required.access, write, &snapshot.acl)
         }
         Err(reason) => Decision::unroutable(reason.clone()),
     };
 
-    let needed_text = needed
-        .as_deref()
+    let needed_text = required
+        .as_ref()
+        .map(|required| required.access.as_slice())
         .unwrap_or_default()
         .iter()
         .map(ResourceScope::challenge_string)
@@ -88,7 +102,7 @@ pub async fn handle(
                 needed = %needed_text,
                 outcome = decision.outcome(),
                 reason = decision.reason().as_str(),
-                credential,
+                source,
                 "auth decision"
             )
         };
@@ -122,19 +136,20 @@ fn original_request<'h>(
     Ok((read(&settings.method_header)?, read(&settings.uri_header)?))
 }
 
-/// The access the original request needs, or why it gets none.
+/// The access the original request needs (and what a manifest write
+/// writes), or why it gets none.
 fn required_access(
     headers: &HeaderMap,
     method: &str,
     uri: &str,
-) -> Result<Vec<ResourceScope>, String> {
+) -> Result<crate::route::Required, String> {
     let content_types: Vec<&[u8]> = headers
         .get_all(CONTENT_TYPE)
         .iter()
         .map(HeaderValue::as_bytes)
         .collect();
     crate::route::refuse_form_body(method, &content_types)
-        .and_then(|()| crate::route::required_access(method, uri))
+        .and_then(|()| crate::route::classify(method, uri))
         .map_err(|error| error.to_string())
 }
 

@@ -396,10 +396,7 @@ fn sign(
     };
     let source = identity.map_or_else(
         || "anonymous".to_owned(),
-        |identity| match identity.source.detail() {
-            Some(detail) => format!("{} {detail}", identity.source.label()),
-            None => identity.source.label().to_owned(),
-        },
+        |identity| identity.source.to_string(),
     );
     Ok(Issued {
         account,

@@ -35,6 +35,8 @@ use super::federation::{FederationError, IssuerKey};
 
 /// Largest discovery document or JWKS read.
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+/// Longest a connection to an issuer is kept, whatever happens.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 /// Most keys kept per issuer.
 const MAX_KEYS: usize = 100;
 
@@ -150,8 +152,8 @@ impl KeyCache {
         Arc::clone(slots.entry(issuer.to_owned()).or_default())
     }
 
-    /// The key `kid` of `source`'s issuer, for a token signed with `alg`
-    /// (used to pick among keys when the token names no `kid`).
+    /// The key `kid` of `source`'s issuer at `now`; without a `kid`, the
+    /// issuer's only key (several keys and no `kid` is ambiguous: refused).
     pub async fn key(
         self: &Arc<Self>,
         source: &KeySource,
@@ -417,8 +419,10 @@ async fn get_json(uri: &http::Uri, tls: &Arc<rustls::ClientConfig>) -> Result<Va
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|error| fail(format!("HTTP: {error}")))?;
+    // The connection ends with the exchange; the bound only guards against
+    // a peer that never lets go once the caller has given up on it.
     tokio::spawn(async move {
-        let _ = connection.await;
+        let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
     });
     let authority = uri
         .authority()

@@ -85,7 +85,25 @@ pub enum Source {
     Federation {
         /// The issuer.
         issuer: String,
+        /// The token's `sub` (the workload, e.g.
+        /// `repo:acme/app:ref:refs/heads/main`), shortened.
+        subject: String,
     },
+}
+
+impl std::fmt::Display for Source {
+    /// The source for audit lines, with the credential that vouched: an API
+    /// token's id (never the secret), a federated issuer and the workload.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::ApiToken { id } => write!(f, "api_token {id}"),
+            // The subject comes from the client's token: quoted, escaped.
+            Source::Federation { issuer, subject } => {
+                write!(f, "federation {issuer} sub={subject:?}")
+            }
+            other => f.write_str(other.label()),
+        }
+    }
 }
 
 impl Source {
@@ -97,16 +115,6 @@ impl Source {
             Source::TrustedProxy => "trusted_proxy",
             Source::ApiToken { .. } => "api_token",
             Source::Federation { .. } => "federation",
-        }
-    }
-
-    /// Which credential of the source, for audit logs: an API token's id,
-    /// a federated issuer.
-    pub fn detail(&self) -> Option<&str> {
-        match self {
-            Source::ApiToken { id } => Some(id),
-            Source::Federation { issuer } => Some(issuer),
-            Source::File | Source::RefreshToken | Source::TrustedProxy => None,
         }
     }
 }
