@@ -413,3 +413,53 @@ fn a_stalled_body_is_answered_408_and_frees_its_connection() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("\"TIMEOUT\""), "{answer}");
 }
+
+/// Every token request ends in one outcome, logged once: issued, refused
+/// (with the account and why), a refused refresh token, or a request that
+/// could not be parsed (logged by the router, never twice).
+#[test]
+fn each_request_is_logged_once_with_its_outcome() {
+    let s = Server::start("token-outcome-log");
+    let count = |needle: &str| {
+        s.h.log("regauth")
+            .lines()
+            .filter(|line| line.contains(needle))
+            .count()
+    };
+    let scope = "scope=repository%3Aalice%2Fapp%3Apull";
+
+    let issued = s.get(&format!("/token?{scope}"), Some(("alice", "alice-pw")));
+    assert_eq!(issued.status, 200, "{}", issued.text());
+    let wrong = s.get(&format!("/token?{scope}"), Some(("alice", "nope")));
+    assert_eq!(wrong.status, 401, "{}", wrong.text());
+    let forged = s.post_form("grant_type=refresh_token&refresh_token=not.a.token");
+    assert_eq!(forged.status, 401, "{}", forged.text());
+    let unparsable = s.post_form("grant_type=magic");
+    assert_eq!(unparsable.status, 400, "{}", unparsable.text());
+
+    // Logs are written off the request path: wait for the last request's
+    // line; one writer keeps them in order, so the others are there too.
+    s.h.wait_for_log_line("regauth", "request refused");
+    let log = s.h.log("regauth");
+    assert_eq!(count("token issued"), 1, "{log}");
+    assert_eq!(
+        count(" token refused: invalid username or password"),
+        1,
+        "{log}"
+    );
+    let refused = log
+        .lines()
+        .find(|line| line.contains(" token refused"))
+        .unwrap_or_default();
+    assert!(
+        refused.contains(r#"account="alice""#) && refused.contains(r#"grant="basic""#),
+        "{refused}"
+    );
+    assert_eq!(count("refresh token refused"), 1, "{log}");
+    assert_eq!(count("request refused"), 1, "{log}");
+    assert!(
+        log.lines()
+            .any(|line| line.contains("request refused") && line.contains("grant_type")),
+        "{log}"
+    );
+}

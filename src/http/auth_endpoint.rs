@@ -252,10 +252,21 @@ fn answer(snapshot: &Snapshot, decision: Decision, needed_text: &str) -> Respons
             let mut response = Response::new(Full::new(Bytes::new()));
             *response.status_mut() = StatusCode::OK;
             let name = user.or_else(|| config.auth.anonymous_user.clone());
-            if let Some(value) = name.and_then(|name| HeaderValue::from_str(&name).ok()) {
-                response
-                    .headers_mut()
-                    .insert(config.auth.user_header.name().clone(), value);
+            if let Some(name) = name {
+                match HeaderValue::from_str(&name) {
+                    Ok(value) => {
+                        let header = config.auth.user_header.name().clone();
+                        response.headers_mut().insert(header, value);
+                    }
+                    // Account names are checked at load, proxies send
+                    // header values and tokens are ours: a bug, which must
+                    // not pass the request on without a word.
+                    Err(_) => tracing::error!(
+                        header = %config.auth.user_header,
+                        account = ?crate::scope::excerpt(&name),
+                        "the user header cannot carry this account; answered without it"
+                    ),
+                }
             }
             response
         }

@@ -7,6 +7,7 @@ pub mod authorization;
 mod health;
 mod params;
 mod token_endpoint;
+mod token_request;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -341,4 +342,75 @@ fn unix_now() -> i64 {
         .map_or(0, |elapsed| {
             i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header<'r>(response: &'r Response<Body>, name: &str) -> Option<&'r str> {
+        response.headers().get(name).and_then(|v| v.to_str().ok())
+    }
+
+    #[test]
+    fn identity_refusals_map_to_401_429_503_and_500() {
+        let challenge = || basic_challenge("reg");
+        let wrong =
+            ApiError::from_identity(IdentityError::wrong("nope"), challenge()).into_response();
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            header(&wrong, "www-authenticate"),
+            Some("Basic realm=\"reg\"")
+        );
+
+        let limited = IdentityError::Limited {
+            retry_after: Duration::from_millis(2500),
+        };
+        let limited = ApiError::from_identity(limited, challenge()).into_response();
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(header(&limited, "retry-after"), Some("3"));
+
+        let down = IdentityError::Unavailable {
+            origin: "ldap",
+            detail: "connection refused".into(),
+            retry_after: Duration::from_secs(10),
+        };
+        let down = ApiError::from_identity(down, challenge()).into_response();
+        assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(header(&down, "retry-after"), Some("10"));
+
+        let ours = IdentityError::Internal("bcrypt task failed".into());
+        let ours = ApiError::from_identity(ours, challenge()).into_response();
+        assert_eq!(ours.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn the_client_address_is_the_proxy_s_word_only_on_trusted_listeners() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("10.0.0.9, 192.0.2.7"),
+        );
+        let trusted = Connection {
+            peer: "127.0.0.1:40000".into(),
+            trusted: true,
+        };
+        let untrusted = Connection {
+            trusted: false,
+            ..trusted.clone()
+        };
+        assert_eq!(
+            client_address(&trusted, &headers),
+            Some("192.0.2.7".parse().unwrap())
+        );
+        assert_eq!(
+            client_address(&untrusted, &headers),
+            Some("127.0.0.1".parse().unwrap())
+        );
+        let unix = Connection {
+            peer: "unix".into(),
+            trusted: false,
+        };
+        assert_eq!(client_address(&unix, &HeaderMap::new()), None);
+    }
 }

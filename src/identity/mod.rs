@@ -171,12 +171,12 @@ impl IdentityError {
     /// where there is one, the cause behind it.
     pub fn detail(&self) -> String {
         match self {
-            IdentityError::WrongCredential { reason, detail }
-            | IdentityError::Unavailable {
-                origin: reason,
-                detail,
-                ..
-            } if !detail.is_empty() => format!("{self}: {detail}"),
+            IdentityError::WrongCredential { detail, .. }
+            | IdentityError::Unavailable { detail, .. }
+                if !detail.is_empty() =>
+            {
+                format!("{self}: {detail}")
+            }
             other => other.to_string(),
         }
     }
@@ -256,5 +256,33 @@ pub fn trusted_proxy(snapshot: &Snapshot, account: &str) -> Identity {
         source: Source::TrustedProxy,
         refresh_binding: None,
         scope_limit: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_hears_the_cause_the_client_does_not() {
+        let wrong = IdentityError::WrongCredential {
+            reason: "invalid or revoked refresh token",
+            detail: "token expired".into(),
+        };
+        assert_eq!(wrong.to_string(), "invalid or revoked refresh token");
+        assert_eq!(
+            wrong.detail(),
+            "invalid or revoked refresh token: token expired"
+        );
+        let plain = IdentityError::wrong("invalid username or password");
+        assert_eq!(plain.detail(), "invalid username or password");
+        let down = IdentityError::Unavailable {
+            origin: "ldap",
+            detail: "connection refused".into(),
+            retry_after: Duration::from_secs(5),
+        };
+        assert_eq!(down.to_string(), "ldap is unavailable");
+        assert_eq!(down.detail(), "ldap is unavailable: connection refused");
+        assert_eq!(down.outcome(), "unavailable");
     }
 }

@@ -177,6 +177,12 @@ fn broken_configs_are_refused_reported_and_the_old_one_keeps_serving() {
             || reloads(&ep, "failed") == n as f64 + 1.0,
         );
         // The refusal is one JSON log line naming the file and the cause.
+        // Lines are written off the request path: wait for this one.
+        let log_path = h.log_path(REGAUTH_CHILD);
+        poll(&mut h, &format!("{what} logged"), RELOAD_DEADLINE, || {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            log.matches("configuration refused").count() > n
+        });
         let log = h.log(REGAUTH_CHILD);
         let refusal = log
             .lines()
