@@ -50,7 +50,7 @@ impl Sidecar {
         let mut h = Harness::new(label);
         let (key, cert) = keygen(&h, "ES256", "token");
         let (other_key, other_cert) = keygen(&h, "ES256", "stranger");
-        let addr = format!("127.0.0.1:{}", free_port());
+        let addr = reserve_tcp();
         let socket = h.file("regauth.sock");
         let realm = "https://registry.test/token".to_owned();
         let config = json!({

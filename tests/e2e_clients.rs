@@ -119,8 +119,8 @@ impl Site {
     fn registry_token_auth(label: &str, get_only_front: bool) -> Site {
         let mut h = Harness::new(label);
         let (_, cert) = keygen(&h, "ES256", "token");
-        let [regauth_port, front_port] = free_ports();
-        let regauth_addr = format!("127.0.0.1:{regauth_port}");
+        let front_port = free_port();
+        let regauth_addr = reserve_tcp();
         let realm = if get_only_front {
             format!("http://127.0.0.1:{front_port}/token")
         } else {

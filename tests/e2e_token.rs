@@ -48,7 +48,7 @@ impl Setup {
     fn start(algorithm: &str) -> Setup {
         let mut h = Harness::new(&format!("token-{}", algorithm.to_lowercase()));
         let (_, cert) = keygen(&h, algorithm, "token");
-        let regauth_addr = format!("127.0.0.1:{}", free_port());
+        let regauth_addr = reserve_tcp();
         let realm = format!("http://{regauth_addr}/token");
         let registry = start_registry(
             &mut h,

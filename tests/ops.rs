@@ -13,6 +13,8 @@
 
 mod support;
 
+#[path = "ops/budgets.rs"]
+mod budgets;
 #[path = "ops/common.rs"]
 mod common;
 #[path = "ops/metrics.rs"]

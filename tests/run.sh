@@ -23,6 +23,7 @@ declare -A needs=(
     [dpkg-shlibdeps]=dpkg-dev
     [strip]=binutils
     [go]=golang-go
+    [caddy]=caddy
 )
 
 # file that must exist -> Debian package that provides it

@@ -21,7 +21,7 @@ impl Server {
         let mut h = Harness::new(label);
         keygen(&h, "ES256", "token");
         h.write("users.htpasswd", htpasswd_line("carol", "carol-pw"));
-        let addr = format!("127.0.0.1:{}", free_port());
+        let addr = reserve_tcp();
         let config = json!({
             "service": SERVICE,
             "issuer": ISSUER,

@@ -4,9 +4,13 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::LazyLock;
 
 use serde::de::{self, Error as _, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
+
+use super::sections::{AuthSettings, ConnectionBudget};
+use super::values::HeaderField;
 
 /// One listener, as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +25,54 @@ pub struct Listener {
     pub mode: Option<SocketMode>,
     /// Unix socket group, so that nginx's user can connect; unix listeners only.
     pub group: Option<String>,
+    /// This listener's own connection budget; `limits.max_connections`
+    /// when unset. Budgets are per listener so that clients of one (say,
+    /// a public TCP port) can never starve another (nginx's unix socket).
+    pub max_connections: Option<ConnectionBudget>,
+    /// Which front proxy asks `/auth` here, and so which headers carry the
+    /// original request: each listener believes only its own proxy's kind.
+    pub front: Front,
+}
+
+/// The front proxy of a listener: where `/auth` reads the original method
+/// and URI. A proxy that forwards every client header (Caddy, Traefik)
+/// overwrites only its own kind, so a listener must not read the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Front {
+    /// nginx `auth_request`: `auth.method_header` and `auth.uri_header`
+    /// (`X-Original-Method`, `X-Original-URI` by default).
+    #[default]
+    Nginx,
+    /// Caddy `forward_auth`: `X-Forwarded-Method` and `X-Forwarded-Uri`.
+    Caddy,
+    /// Traefik `ForwardAuth`: the same headers as Caddy.
+    Traefik,
+}
+
+static FORWARDED_METHOD: LazyLock<HeaderField> =
+    LazyLock::new(|| HeaderField::from_static("X-Forwarded-Method"));
+static FORWARDED_URI: LazyLock<HeaderField> =
+    LazyLock::new(|| HeaderField::from_static("X-Forwarded-Uri"));
+
+impl Front {
+    /// The headers that carry the original method and URI (with its
+    /// query) from this kind of proxy.
+    pub fn original_request_headers(self, auth: &AuthSettings) -> (&HeaderField, &HeaderField) {
+        match self {
+            Front::Nginx => (&auth.method_header, &auth.uri_header),
+            Front::Caddy | Front::Traefik => (&FORWARDED_METHOD, &FORWARDED_URI),
+        }
+    }
+
+    /// The proxy's name, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Front::Nginx => "nginx",
+            Front::Caddy => "caddy",
+            Front::Traefik => "traefik",
+        }
+    }
 }
 
 impl Listener {
@@ -31,6 +83,8 @@ impl Listener {
             trusted: false,
             mode: None,
             group: None,
+            max_connections: None,
+            front: Front::Nginx,
         }
     }
 
@@ -51,6 +105,10 @@ struct ListenerFields {
     mode: Option<SocketMode>,
     #[serde(default)]
     group: Option<String>,
+    #[serde(default)]
+    max_connections: Option<ConnectionBudget>,
+    #[serde(default)]
+    front: Front,
 }
 
 impl TryFrom<ListenerFields> for Listener {
@@ -62,6 +120,8 @@ impl TryFrom<ListenerFields> for Listener {
             trusted: fields.trusted,
             mode: fields.mode,
             group: fields.group,
+            max_connections: fields.max_connections,
+            front: fields.front,
         };
         if (listener.mode.is_some() || listener.group.is_some()) && !listener.is_unix() {
             return Err("`mode` and `group` apply to unix sockets only".into());

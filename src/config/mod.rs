@@ -32,12 +32,12 @@ use serde::Deserialize;
 use crate::acl::RuleSpec;
 
 pub use federation::FederationSpec;
-pub use listen::{ListenAddress, Listener, SocketMode};
+pub use listen::{Front, ListenAddress, Listener, SocketMode};
 pub use registry::{registry_warnings, RegistryKeys, RegistrySettings, RegistryVersion, Signing};
 pub use sections::{
     AuthMode, AuthSettings, Backlog, CacheCapacity, ConnectionBudget, Grace, Leeway, Limits,
-    LogFilter, LogFormat, LogSettings, RefreshLifetime, ServerTimeout, TokenLifetime,
-    TokenSettings, UserSpec,
+    LogFilter, LogFormat, LogSettings, RefreshLifetime, RequestsPerConnection, ServerTimeout,
+    TokenLifetime, TokenSettings, UserSpec,
 };
 pub use validate::{check_user_name, is_bcrypt_hash};
 pub use values::{Count, HeaderField, Seconds, ONE_DAY};

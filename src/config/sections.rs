@@ -26,6 +26,8 @@ pub type Grace = Seconds<0, ONE_HOUR>;
 /// Most concurrent connections of one listener (each holds a task and
 /// its buffers).
 pub type ConnectionBudget = Count<1, 1_000_000>;
+/// Requests served on one connection.
+pub type RequestsPerConnection = Count<1, 1_000_000>;
 /// A listen backlog (the kernel caps it at `net.core.somaxconn`).
 pub type Backlog = Count<1, 65_535>;
 
@@ -192,8 +194,13 @@ impl AsRef<str> for LogFilter {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Most connections served at once; further ones wait in the backlog.
+    /// Most connections served at once by each listener (a listener's own
+    /// `max_connections` overrides it); further ones wait in the backlog.
     pub max_connections: ConnectionBudget,
+    /// Requests served on one connection before it is closed (the answer
+    /// says `Connection: close`; clients and nginx open a new one), so no
+    /// client holds one connection for ever.
+    pub max_requests_per_connection: RequestsPerConnection,
     /// Time a client has to send its request headers
     /// (`header_read_timeout_secs`).
     #[serde(rename = "header_read_timeout_secs")]
@@ -209,7 +216,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_connections: ConnectionBudget::from_const(4096),
+            max_connections: ConnectionBudget::from_const(1024),
+            max_requests_per_connection: RequestsPerConnection::from_const(1000),
             header_read_timeout: ServerTimeout::from_secs_const(10),
             shutdown_grace: Grace::from_secs_const(10),
             backlog: Backlog::from_const(1024),

@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 
 use super::authorization::{self, Authorization};
 use super::{basic_challenge, client_address, unix_now, ApiError, Body, Connection};
-use crate::config::{AuthMode, AuthSettings, HeaderField};
+use crate::config::{AuthMode, AuthSettings, Front, HeaderField};
 use crate::decide::auth::{decide, Caller, Decision, Unproven, WriteCheck};
 use crate::identity::{self, Credentials};
 use crate::scope::ResourceScope;
@@ -36,7 +36,7 @@ pub async fn handle(
     request: &Request<Incoming>,
 ) -> Response<Body> {
     let now = unix_now();
-    let original = original_request(request.headers(), &snapshot.config.auth);
+    let original = original_request(request.headers(), &snapshot.config.auth, connection.front);
     let (method, path) = match &original {
         Ok((method, uri)) => (*method, uri.split('?').next().unwrap_or(uri)),
         Err(_) => ("", ""),
@@ -116,16 +116,23 @@ pub async fn handle(
     answer(snapshot, decision, &needed_text)
 }
 
-/// The original request nginx describes in the subrequest's headers.
-/// Missing and unreadable headers are told apart: they have different
-/// causes (a broken include, a client's raw non-ASCII request line).
+/// The original request the listener's front proxy describes in the
+/// subrequest's headers (only its own kind: Caddy and Traefik pass every
+/// client header on). Missing and unreadable headers are told apart: they
+/// have different causes (a broken include, a client's raw non-ASCII
+/// request line).
 fn original_request<'h>(
     headers: &'h HeaderMap,
     settings: &AuthSettings,
+    front: Front,
 ) -> Result<(&'h str, &'h str), String> {
     let read = |name: &HeaderField| match headers.get(name.name()) {
         None => Err(format!(
-            "the subrequest lacks {name}: check the nginx include"
+            "the subrequest lacks {name}: check the {} configuration",
+            match front {
+                Front::Nginx => "nginx include",
+                Front::Caddy | Front::Traefik => front.name(),
+            }
         )),
         Some(value) => value
             .to_str()
@@ -133,7 +140,8 @@ fn original_request<'h>(
             .filter(|text| !text.is_empty())
             .ok_or_else(|| format!("{name} is empty or not printable ASCII")),
     };
-    Ok((read(&settings.method_header)?, read(&settings.uri_header)?))
+    let (method_header, uri_header) = front.original_request_headers(settings);
+    Ok((read(method_header)?, read(uri_header)?))
 }
 
 /// The access the original request needs (and what a manifest write

@@ -36,6 +36,9 @@ pub struct Connection {
     pub peer: String,
     /// Whether the listener is trusted to carry a front proxy's user header.
     pub trusted: bool,
+    /// The listener's front proxy: which headers describe the original
+    /// request to `/auth`.
+    pub front: crate::config::Front,
 }
 
 /// Every way a request can fail, with what the client is told.

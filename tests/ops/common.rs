@@ -5,7 +5,6 @@
 
 use std::fs;
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread;
@@ -15,8 +14,8 @@ use serde_json::{json, Value};
 
 use crate::prometheus;
 use crate::support::{
-    basic_auth, free_port, get, hash_password, http, keygen, urlencode, Endpoint, Harness,
-    Response, REGAUTH,
+    basic_auth, free_port, get, hash_password, http, keygen, socket_activated_for, urlencode,
+    Endpoint, Harness, Response, REGAUTH,
 };
 
 /// The registry service name in every config here.
@@ -94,37 +93,17 @@ pub fn start_socket_activated(
     sockets: &[RawFd],
     listen_pid: Option<&str>,
 ) {
-    let mut cmd = Command::new("sh");
-    let pid = listen_pid.unwrap_or("$$");
-    cmd.arg("-c")
-        .arg(format!(r#"LISTEN_PID={pid} exec "$0" serve --config "$1""#))
-        .arg(REGAUTH)
-        .arg(config)
-        .env("LISTEN_FDS", sockets.len().to_string())
-        .env("RUST_LOG", "info,regauth=debug");
-    let sockets = sockets.to_vec();
-    // SAFETY: runs in the forked child before exec; it only calls fcntl and dup2, which
-    // are async-signal-safe, and allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            // First out of the way (above fd 100), so that a socket already sitting at
-            // fd 3 or 4 is not overwritten before it is moved.
-            let mut high = [0; 8];
-            for (slot, fd) in high.iter_mut().zip(&sockets) {
-                *slot = nix::libc::fcntl(*fd, nix::libc::F_DUPFD_CLOEXEC, 100);
-                if *slot < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            for (target, fd) in (3..).zip(&high[..sockets.len()]) {
-                // dup2 leaves the new descriptor without FD_CLOEXEC: it survives exec.
-                if nix::libc::dup2(*fd, target) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
+    let owned = sockets
+        .iter()
+        .map(|fd| {
+            // SAFETY: the caller's sockets stay open for this call; the clone is ours.
+            unsafe { std::os::fd::BorrowedFd::borrow_raw(*fd) }
+                .try_clone_to_owned()
+                .expect("dup socket")
+        })
+        .collect();
+    let mut cmd = socket_activated_for(config, owned, listen_pid);
+    cmd.env("RUST_LOG", "info,regauth=debug");
     h.spawn(REGAUTH_CHILD, cmd);
 }
 

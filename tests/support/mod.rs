@@ -293,7 +293,32 @@ fn tail(path: &Path, n: usize) -> String {
     }
 }
 
-/// A loopback port that was free a moment ago.
+/// Loopback listeners bound for a regauth and not yet handed to it.
+static RESERVED: std::sync::Mutex<Vec<TcpListener>> = std::sync::Mutex::new(Vec::new());
+
+/// A loopback address (`127.0.0.1:PORT`) for a regauth listener, bound now and held until
+/// [`start_regauth`] hands the socket itself to regauth (systemd-style, `LISTEN_FDS`): no
+/// other test can take the port in between, as it could with [`free_port`]'s number.
+pub fn reserve_tcp() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local addr").to_string();
+    RESERVED.lock().expect("reserved ports").push(listener);
+    addr
+}
+
+/// The listener [`reserve_tcp`] bound for `addr`, if it is still held.
+pub fn take_reserved(addr: &str) -> Option<TcpListener> {
+    let mut reserved = RESERVED.lock().expect("reserved ports");
+    let index = reserved.iter().position(|listener| {
+        listener
+            .local_addr()
+            .is_ok_and(|bound| bound.to_string() == addr)
+    })?;
+    Some(reserved.swap_remove(index))
+}
+
+/// A loopback port that was free a moment ago, for peers that bind their own sockets
+/// (nginx, the registry, Caddy). regauth's addresses come from [`reserve_tcp`].
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -170,8 +170,14 @@ pub fn start_regauth(h: &mut Harness, config: &serde_json::Value, probe: &Endpoi
         "regauth.json",
         serde_json::to_vec_pretty(config).expect("config to JSON"),
     );
-    let mut cmd = Command::new(REGAUTH);
-    cmd.arg("serve").arg("--config").arg(&path);
+    let mut cmd = match bound_sockets(config) {
+        Some(sockets) => socket_activated(&path, sockets),
+        None => {
+            let mut cmd = Command::new(REGAUTH);
+            cmd.arg("serve").arg("--config").arg(&path);
+            cmd
+        }
+    };
     if std::env::var_os("RUST_LOG").is_none() {
         cmd.env("RUST_LOG", "info,regauth=debug");
     }
@@ -285,4 +291,74 @@ pub fn start_nginx(h: &mut Harness, http_body: &str, ports: &[u16]) {
 fn is_root(h: &Harness) -> bool {
     use std::os::unix::fs::MetadataExt;
     fs::metadata(h.path()).is_ok_and(|m| m.uid() == 0)
+}
+
+/// The sockets of `config`'s listeners when every one is a TCP address from
+/// [`reserve_tcp`]: already bound by the test, so no port race. `None` otherwise: a unix
+/// listener is left to regauth (its socket file handling is under test), and so is every
+/// other listener then, since inherited sockets replace `listen` whole; the reserved
+/// ports are released for it to bind.
+fn bound_sockets(config: &serde_json::Value) -> Option<Vec<std::os::fd::OwnedFd>> {
+    let addresses: Vec<&str> = config["listen"]
+        .as_array()?
+        .iter()
+        .map(|entry| entry.as_str().or_else(|| entry["address"].as_str()))
+        .collect::<Option<_>>()?;
+    let reserved: Vec<Option<std::net::TcpListener>> = addresses
+        .iter()
+        .map(|address| super::take_reserved(address))
+        .collect();
+    // Dropping the partial set releases its ports for regauth to bind.
+    reserved
+        .into_iter()
+        .map(|listener| listener.map(Into::into))
+        .collect()
+}
+
+/// `regauth serve --config <config>` started the way systemd starts a socket-activated
+/// service: `sockets` at fd 3, 4, ..., `LISTEN_FDS` their number, `LISTEN_PID` the server's
+/// own PID (the shell sets it to `$$` and `exec`s, keeping the PID). The descriptors are
+/// closed in this process once the command has been spawned.
+pub fn socket_activated(config: &Path, sockets: Vec<std::os::fd::OwnedFd>) -> Command {
+    socket_activated_for(config, sockets, None)
+}
+
+/// [`socket_activated`] with `LISTEN_PID` set to `listen_pid` instead (another process).
+pub fn socket_activated_for(
+    config: &Path,
+    sockets: Vec<std::os::fd::OwnedFd>,
+    listen_pid: Option<&str>,
+) -> Command {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new("sh");
+    let pid = listen_pid.unwrap_or("$$");
+    cmd.arg("-c")
+        .arg(format!(r#"LISTEN_PID={pid} exec "$0" serve --config "$1""#))
+        .arg(REGAUTH)
+        .arg(config)
+        .env("LISTEN_FDS", sockets.len().to_string());
+    // SAFETY: runs in the forked child before exec; it only calls fcntl and dup2, which
+    // are async-signal-safe, and allocates nothing (the closure owns the descriptors).
+    unsafe {
+        cmd.pre_exec(move || {
+            // First out of the way (above fd 100), so that a socket already sitting at
+            // fd 3 or 4 is not overwritten before it is moved.
+            let mut high = [0; 8];
+            for (slot, fd) in high.iter_mut().zip(&sockets) {
+                *slot = nix::libc::fcntl(fd.as_raw_fd(), nix::libc::F_DUPFD_CLOEXEC, 100);
+                if *slot < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (target, fd) in (3..).zip(&high[..sockets.len()]) {
+                // dup2 leaves the new descriptor without FD_CLOEXEC: it survives exec.
+                if nix::libc::dup2(*fd, target) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    cmd
 }

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::{
-    free_ports, http, keygen, start_nginx, start_regauth, start_registry, Endpoint, Harness,
-    Response,
+    free_ports, http, keygen, reserve_tcp, start_nginx, start_regauth, start_registry, Endpoint,
+    Harness, Response,
 };
 
 /// The running site of one test.
@@ -40,11 +40,11 @@ impl NginxSite {
         keygen(&h, "ES256", "token");
         keygen(&h, "ES256", "tls");
         let registry = start_registry(&mut h, None);
-        let [tls_port, plain_port, inner_port, regauth_port] = free_ports();
+        let [tls_port, plain_port, inner_port] = free_ports();
         let tls = format!("127.0.0.1:{tls_port}");
         let realm = format!("https://{tls}/token");
         let socket = h.file("regauth.sock");
-        let regauth_tcp = format!("127.0.0.1:{regauth_port}");
+        let regauth_tcp = reserve_tcp();
         let config = make_config(&realm, &socket, &regauth_tcp);
         start_regauth(&mut h, &config, &Endpoint::Unix(socket.clone()));
 
