@@ -164,7 +164,7 @@ def present_all(port, tokens, count):
                     env={"TOKENS_IN": tokens, "OFFSET": str(sent)}, count=True)
 
 
-def config(port, algorithm, cache_capacity=None, extra_users=()):
+def config(port, algorithm, cache_capacity=None, extra_users=(), log_level=None):
     users = {"bench": {"password": HASH}}
     for name in extra_users:
         users[name] = {"password": HASH}
@@ -183,13 +183,15 @@ def config(port, algorithm, cache_capacity=None, extra_users=()):
     }
     if cache_capacity:
         doc["auth"] = {"cache_capacity": cache_capacity}
+    if log_level:
+        doc["log"] = {"level": log_level}
     return json.dumps(doc, indent=1)
 
 
-def regauth(algorithm, cache_capacity=None):
+def regauth(algorithm, cache_capacity=None, log_level=None):
     port = free_port()
     name = f"{algorithm}-{port}"
-    path = write(f"{name}.json", config(port, algorithm, cache_capacity))
+    path = write(f"{name}.json", config(port, algorithm, cache_capacity, log_level=log_level))
     proc = start([REGAUTH, "serve", "--config", path], os.path.join(work, f"{name}.log"))
     wait_ready(port)
     return proc, port, path
@@ -242,6 +244,10 @@ def one_round():
     tokens10k = collect_tokens(port, 10_000)
     r["auth10k"] = wrk(f"{url}/auth", script=write("rotate.lua", ROTATE_LUA),
                        env={"TOKENS_IN": tokens10k})
+    metrics = urllib.request.urlopen(f"{url}/metrics").read().decode()
+    r["cache"] = {result: int(float(m.group(1))) for result in ("hit", "miss")
+                  for m in [re.search(rf'regauth_token_cache_total{{result="{result}"}} (\S+)', metrics)]
+                  if m}
     for alg in ("ES256", "RS256", "PS256"):
         progress(f"/token {alg}")
         if alg != "ES256":
@@ -252,6 +258,13 @@ def one_round():
         r[f"anon-{alg}"] = wrk(f"{url}/token?service={SERVICE}&scope=repository:public/app:pull")
         r[f"basic-{alg}"] = wrk(f"{url}/token?service={SERVICE}&scope=repository:bench/app:pull",
                                 {"Authorization": f"Basic {BASIC}"})
+    stop(proc)
+
+    # The same /auth load with every decision written to the log.
+    proc, port, path = regauth("ES256", log_level="info,regauth::audit=debug")
+    token = warm_basic(port)
+    r["auth_logged"] = wrk(f"http://127.0.0.1:{port}/auth",
+                           {**AUTH_HEADERS, "Authorization": f"Bearer {token}"})
     stop(proc)
 
     proc, port, path = regauth("ES256")
@@ -291,6 +304,7 @@ def main():
         ("/auth cached, throughput vs bare hyper", lambda r: r["auth"][0] / r["base"][0], "≥ 0.85"),
         ("/auth cached, p50 vs bare hyper", lambda r: r["auth"][1] / r["base"][1], ""),
         ("/auth cached, p99 vs bare hyper", lambda r: r["auth"][2] / r["base"][2], ""),
+        ("/auth cached, every decision logged, vs bare", lambda r: r["auth_logged"][0] / r["base"][0], ""),
         ("/auth 10k tokens rotating, vs bare hyper", lambda r: r["auth10k"][0] / r["base"][0], ""),
     ]
     for alg in ("ES256", "RS256", "PS256"):
@@ -313,6 +327,7 @@ def main():
     ]
     for name, fn, target in absolute:
         print(f"| {name:<44} | {cell(fn, '{:.3g}'):>18} | {target:>7} |")
+    print(f"\n/auth verified-token cache after the 10k rotation (last round): {rounds[-1]['cache']}")
     print("\nabsolute numbers (req/s, p50 us, p99 us) of the last round, for context:")
     for key, value in rounds[-1].items():
         if isinstance(value, tuple):
