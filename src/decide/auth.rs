@@ -123,8 +123,8 @@ impl Decision {
 pub struct WriteCheck<'a> {
     /// What the request writes.
     pub write: &'a ManifestWrite,
-    /// The groups of a bearer token's subject, which the token does not
-    /// carry (the configured user's groups); ignored for other callers.
+    /// The groups of a bearer token's subject: its `groups` claim, or the
+    /// configured user's for a token without one; ignored for other callers.
     pub token_groups: &'a [String],
 }
 

@@ -52,9 +52,17 @@ pub async fn handle(
             if let Caller::Identified(identity) = &caller {
                 source = identity.source.to_string();
             }
-            // A token names no groups; tag rules may need the subject's.
-            let token_groups = match &caller {
-                Caller::Bearer(claims) => snapshot
+            // Tag rules may need the token subject's groups: those the token
+            // carries (as of its issue, whatever source vouched: files, LDAP,
+            // federation), else, for a token without the claim, the
+            // configured user's.
+            let bearer = match &caller {
+                Caller::Bearer(claims) => Some(Arc::clone(claims)),
+                _ => None,
+            };
+            let token_groups = match &bearer {
+                Some(claims) if !claims.groups.is_empty() => claims.groups.as_slice(),
+                Some(claims) => snapshot
                     .users
                     .get(&claims.sub)
                     .map(|user| user.groups.as_slice())
