@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use regauth::keys::Algorithm;
 
 /// Token server and nginx auth_request sidecar for private container registries.
@@ -15,18 +15,25 @@ struct Cli {
     command: Command,
 }
 
+/// `--config PATH`, as every command that reads the running config takes it.
+#[derive(Args)]
+struct ConfigFile {
+    /// The JSON configuration file.
+    #[arg(
+        long,
+        short,
+        default_value = "config/regauth.json",
+        env = "REGAUTH_CONFIG"
+    )]
+    config: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve the token endpoint, /auth, /healthz and /metrics.
     Serve {
-        /// The JSON configuration file.
-        #[arg(
-            long,
-            short,
-            default_value = "config/regauth.json",
-            env = "REGAUTH_CONFIG"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
     },
     /// Print the bcrypt hash of a password read from stdin or a prompt.
     HashPassword {
@@ -62,14 +69,8 @@ enum Command {
     /// Print the JWK Set of every key whose tokens regauth accepts (registry 3's
     /// auth.token.jwks).
     Jwks {
-        /// The JSON configuration file.
-        #[arg(
-            long,
-            short,
-            default_value = "config/regauth.json",
-            env = "REGAUTH_CONFIG"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// Read the signing key here instead of at token.private_key (e.g.
         /// /etc/regauth/keys/token.key when the config names systemd's credential copy).
         #[arg(long)]
@@ -78,14 +79,8 @@ enum Command {
     /// Show which ACL rules decide for an account, why the others are skipped, and the
     /// resulting grant.
     Explain {
-        /// The JSON configuration file.
-        #[arg(
-            long,
-            short,
-            default_value = "config/regauth.json",
-            env = "REGAUTH_CONFIG"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// The account asking; leave out for an anonymous caller.
         #[arg(long)]
         account: Option<String>,
@@ -103,7 +98,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { config } => regauth::app::serve(&config),
+        Command::Serve { config } => regauth::app::serve(&config.config),
         Command::HashPassword { cost } => regauth::commands::hash_password(cost),
         Command::Keygen {
             algorithm,
@@ -116,7 +111,7 @@ fn main() -> ExitCode {
         Command::Jwks {
             config,
             private_key,
-        } => regauth::commands::jwks(&config, private_key.as_deref()),
+        } => regauth::commands::jwks(&config.config, private_key.as_deref()),
         Command::Explain {
             config,
             account,
@@ -124,7 +119,7 @@ fn main() -> ExitCode {
             request,
             scopes,
         } => regauth::explain::run(
-            &config,
+            &config.config,
             &regauth::explain::Question {
                 account: account.as_deref(),
                 groups: &groups,
