@@ -11,10 +11,10 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use regauth::keys::{Algorithm, KidFormat, SigningKey};
-use regauth::token::{self, AccessClaims, AccessEntry, RefreshClaims};
+use regauth::keys::SigningKey;
+use regauth::token::{self, AccessClaims, RefreshClaims};
 use serde_json::{json, Value};
 use support::*;
 
@@ -31,30 +31,12 @@ struct Site {
     stranger: SigningKey,
 }
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn load_key(h: &Harness, stem: &str) -> SigningKey {
-    let (key, cert) = keygen(h, "ES256", stem);
-    SigningKey::from_pem(
-        &std::fs::read_to_string(key).unwrap(),
-        Some(&std::fs::read_to_string(cert).unwrap()),
-        Algorithm::Es256,
-        KidFormat::Libtrust,
-    )
-    .unwrap()
-}
-
 impl Site {
     fn start() -> Site {
         let mut h = Harness::new("attacks");
-        let key = load_key(&h, "token");
-        let stranger = load_key(&h, "stranger");
-        let addr = format!("127.0.0.1:{}", free_port());
+        let key = test_signing_key(&h, "token");
+        let stranger = test_signing_key(&h, "stranger");
+        let addr = reserve_tcp();
         let socket = h.file("trusted.sock");
         let config = json!({
             "service": SERVICE,
@@ -88,27 +70,13 @@ impl Site {
         }
     }
 
+    /// Claims on repositories `(name, actions)`.
     fn claims(&self, sub: &str, access: &[(&str, &[&str])]) -> AccessClaims {
-        let now = now();
-        AccessClaims {
-            iss: ISSUER.into(),
-            sub: sub.into(),
-            aud: SERVICE.into(),
-            exp: now + 300,
-            nbf: now,
-            iat: now,
-            jti: token::new_jti(),
-            groups: Vec::new(),
-            access: access
-                .iter()
-                .map(|(name, actions)| AccessEntry {
-                    resource_type: "repository".into(),
-                    class: None,
-                    name: (*name).into(),
-                    actions: actions.iter().map(|a| a.to_string()).collect(),
-                })
-                .collect(),
-        }
+        let access: Vec<_> = access
+            .iter()
+            .map(|(name, actions)| ("repository", *name, *actions))
+            .collect();
+        access_claims(ISSUER, SERVICE, sub, &access)
     }
 
     fn sign(&self, claims: &AccessClaims) -> String {

@@ -52,40 +52,33 @@ struct Deployment<'a> {
     token_auth: bool,
 }
 
-#[test]
-fn federation_with_registry_token_auth() {
-    let mut issuer = OidcIssuer::start("fed-t");
-    let mut h = Harness::new("fed-t");
-    let (_, cert) = keygen(&h, "ES256", "token");
-    let regauth_addr = format!("127.0.0.1:{}", free_port());
-    let realm = format!("http://{regauth_addr}/token");
-    let registry = start_registry(
-        &mut h,
-        Some(TokenAuth {
-            realm: &realm,
-            service: SERVICE,
-            issuer: ISSUER,
-            rootcertbundle: &cert,
-        }),
-    );
-    let config = json!({
+/// The regauth config both deployments share.
+fn config(issuer: &OidcIssuer, realm: &str, listen: Value, auth: Value) -> Value {
+    json!({
         "service": SERVICE,
         "issuer": ISSUER,
         "realm": realm,
-        "listen": [regauth_addr],
+        "listen": listen,
         "token": { "algorithm": "ES256", "private_key": "token.key", "certificate": "token.crt" },
         "acl": acl(),
-        "federation": federation(&issuer),
+        "federation": federation(issuer),
+        "auth": auth,
+    })
+}
+
+#[test]
+fn federation_with_registry_token_auth() {
+    let mut issuer = OidcIssuer::start("fed-t");
+    let s = TokenAuthSite::start("fed-t", "ES256", |realm, listen| {
+        config(&issuer, realm, listen, json!({}))
     });
-    let regauth = Endpoint::Tcp(regauth_addr);
-    start_regauth(&mut h, &config, &regauth);
-    let at = |repo: &str| format!("{registry}/{repo}");
+    let at = |repo: &str| s.at(repo);
     scenario(
         &Deployment {
-            h: &h,
+            h: &s.h,
             at: &at,
-            host: &registry,
-            regauth: &regauth,
+            host: &s.registry,
+            regauth: &s.regauth,
             token_auth: true,
         },
         &mut issuer,
@@ -95,17 +88,8 @@ fn federation_with_registry_token_auth() {
 #[test]
 fn federation_with_nginx_auth_request() {
     let mut issuer = OidcIssuer::start("fed-n");
-    let s = NginxSite::start("fed-n", |realm, socket, tcp| {
-        json!({
-            "service": SERVICE,
-            "issuer": ISSUER,
-            "realm": realm,
-            "listen": [tcp, { "address": format!("unix:{}", socket.display()), "trusted": true, "mode": "0666" }],
-            "token": { "algorithm": "ES256", "private_key": "token.key", "certificate": "token.crt" },
-            "acl": acl(),
-            "federation": federation(&issuer),
-            "auth": { "mode": "basic" },
-        })
+    let s = NginxSite::start("fed-n", |realm, listen| {
+        config(&issuer, realm, listen, json!({ "mode": "basic" }))
     });
     let at = |repo: &str| s.at(repo);
     scenario(
