@@ -180,10 +180,6 @@ fn auth(method: &'static str, uri: impl Into<String>, bearer: &str) -> Probe {
     }
 }
 
-fn b64(value: &Value) -> String {
-    data_encoding::BASE64URL_NOPAD.encode(value.to_string().as_bytes())
-}
-
 /// Every attack, with its expected answer.
 fn corpus(site: &Site) -> Vec<Attack> {
     // eve may pull and push her own repository, nothing else.
@@ -191,18 +187,9 @@ fn corpus(site: &Site) -> Vec<Attack> {
     let mount = format!("/v2/eve/x/blobs/uploads/?mount={DIGEST}");
     let genuine_claims = site.claims("eve", &[("eve/x", &["pull", "push"])]);
     let genuine = site.sign(&genuine_claims);
-    let parts: Vec<&str> = genuine.split('.').collect();
-    let header = json!({ "typ": "JWT", "alg": "none", "kid": site.key.kid });
-    let alg_none = format!("{}.{}.", b64(&header), parts[1]);
+    let alg_none = alg_none_forgery(&genuine, &site.key.kid);
     let certificate = std::fs::read(site.h.file("token.crt")).unwrap();
-    let mut hs_header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
-    hs_header.kid = Some(site.key.kid.clone());
-    let hs256 = jsonwebtoken::encode(
-        &hs_header,
-        &genuine_claims,
-        &jsonwebtoken::EncodingKey::from_secret(&certificate),
-    )
-    .unwrap();
+    let hs256 = hs256_forgery(&genuine_claims, &site.key.kid, &certificate);
     let mut expired = genuine_claims.clone();
     expired.exp = now() - 120;
     let mut other_audience = genuine_claims.clone();
@@ -598,38 +585,27 @@ fn every_attack_gets_its_expected_answer() {
 #[test]
 fn config_with_an_escaping_user_name_is_refused() {
     let h = Harness::new("attacks-names");
+    let hash = "$2y$10$iRxq4as0aXEICViLH46Uhu.TuA/9/2EEWcq.d5vwRDBJMy3xv1gFq";
+    // A config whose users come from `source` (`users` or `htpasswd`) = `users`.
+    let assert_refused = |source: &str, users: Value, what: &str| {
+        let mut config = json!({
+            "service": SERVICE,
+            "issuer": ISSUER,
+            "realm": "https://registry.test/token",
+            "token": { "algorithm": "ES256", "private_key": "token.key" },
+        });
+        config[source] = users;
+        let path = h.write("regauth.json", config.to_string());
+        let out = check_config(&path);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{what} accepted");
+        assert!(stderr.contains("path component"), "{what}: {stderr}");
+    };
     for name in ["alice/team", "..", "Alice", "a*"] {
-        let config = json!({
-            "service": SERVICE,
-            "issuer": ISSUER,
-            "realm": "https://registry.test/token",
-            "token": { "algorithm": "ES256", "private_key": "token.key" },
-            "users": { name: { "password": "$2y$10$iRxq4as0aXEICViLH46Uhu.TuA/9/2EEWcq.d5vwRDBJMy3xv1gFq" } },
-        });
-        let path = h.write("regauth.json", config.to_string());
-        let out = check_config(&path);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "user {name:?} accepted");
-        assert!(stderr.contains("path component"), "user {name:?}: {stderr}");
-        let line = h.write(
-            "users.htpasswd",
-            format!("{name}:$2y$10$iRxq4as0aXEICViLH46Uhu.TuA/9/2EEWcq.d5vwRDBJMy3xv1gFq\n"),
-        );
-        let config = json!({
-            "service": SERVICE,
-            "issuer": ISSUER,
-            "realm": "https://registry.test/token",
-            "token": { "algorithm": "ES256", "private_key": "token.key" },
-            "htpasswd": line,
-        });
-        let path = h.write("regauth.json", config.to_string());
-        let out = check_config(&path);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "htpasswd user {name:?} accepted");
-        assert!(
-            stderr.contains("path component"),
-            "htpasswd user {name:?}: {stderr}"
-        );
+        let inline = json!({ name: { "password": hash } });
+        assert_refused("users", inline, &format!("user {name:?}"));
+        let line = h.write("users.htpasswd", format!("{name}:{hash}\n"));
+        assert_refused("htpasswd", json!(line), &format!("htpasswd user {name:?}"));
     }
 }
 

@@ -113,10 +113,6 @@ impl Sidecar {
     }
 }
 
-fn b64(value: &Value) -> String {
-    data_encoding::BASE64URL_NOPAD.encode(value.to_string().as_bytes())
-}
-
 #[test]
 fn valid_tokens_pass_with_the_user_named() {
     let s = Sidecar::start("auth-valid", json!({}));
@@ -212,18 +208,9 @@ fn bad_tokens_get_invalid_token_challenges() {
     let mut wrong_iss = good.clone();
     wrong_iss.iss = "someone-else".into();
     let genuine = s.sign(&good);
-    let header = json!({ "typ": "JWT", "alg": "none", "kid": s.key.kid });
-    let parts: Vec<&str> = genuine.split('.').collect();
-    let alg_none = format!("{}.{}.", b64(&header), parts[1]);
+    let alg_none = alg_none_forgery(&genuine, &s.key.kid);
     let cert_pem = std::fs::read(s.h.file("token.crt")).unwrap();
-    let mut hs_header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
-    hs_header.kid = Some(s.key.kid.clone());
-    let hs256 = jsonwebtoken::encode(
-        &hs_header,
-        &good,
-        &jsonwebtoken::EncodingKey::from_secret(&cert_pem),
-    )
-    .unwrap();
+    let hs256 = hs256_forgery(&good, &s.key.kid, &cert_pem);
     let cases = [
         ("expired", s.sign(&expired)),
         ("not yet valid", s.sign(&early)),

@@ -46,9 +46,7 @@ fn user((name, password): (&'static str, &'static str)) -> Creds<'static> {
 
 #[test]
 fn tag_rules_through_nginx_in_token_mode() {
-    let s = NginxSite::start("tags-token", |realm, listen| {
-        config(realm, listen, "token")
-    });
+    let s = NginxSite::start("tags-token", |realm, listen| config(realm, listen, "token"));
     let ci_token = fetch_token(
         &s.plain,
         "/token",
@@ -72,9 +70,7 @@ fn tag_rules_through_nginx_in_token_mode() {
 
 #[test]
 fn tag_rules_through_nginx_in_basic_mode() {
-    let s = NginxSite::start("tags-basic", |realm, listen| {
-        config(realm, listen, "basic")
-    });
+    let s = NginxSite::start("tags-basic", |realm, listen| config(realm, listen, "basic"));
     protected_tags_hold(
         &s,
         &basic_auth(CI.0, CI.1),

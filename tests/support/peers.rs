@@ -324,19 +324,21 @@ fn bound_sockets(config: &serde_json::Value) -> Option<Vec<std::os::fd::OwnedFd>
     if addresses.iter().all(|address| address.starts_with("unix:")) {
         return None;
     }
-    let sockets = addresses.iter().map(|address| match address.strip_prefix("unix:") {
-        Some(path) => std::os::unix::net::UnixListener::bind(path)
-            .unwrap_or_else(|e| panic!("bind unix socket {path}: {e}"))
-            .into(),
-        None => super::take_reserved(address)
-            .unwrap_or_else(|| {
-                panic!(
-                    "regauth's listener {address} does not come from reserve_tcp(): \
+    let sockets = addresses
+        .iter()
+        .map(|address| match address.strip_prefix("unix:") {
+            Some(path) => std::os::unix::net::UnixListener::bind(path)
+                .unwrap_or_else(|e| panic!("bind unix socket {path}: {e}"))
+                .into(),
+            None => super::take_reserved(address)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "regauth's listener {address} does not come from reserve_tcp(): \
                      a port passed on by number can be taken by a parallel test first"
-                )
-            })
-            .into(),
-    });
+                    )
+                })
+                .into(),
+        });
     Some(sockets.collect())
 }
 

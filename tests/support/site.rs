@@ -22,6 +22,34 @@ use super::{
     Harness, Response, TokenAuth,
 };
 
+/// Either deployment as a scenario that runs in both sees it.
+pub struct Deployment<'a> {
+    pub h: &'a Harness,
+    /// The registry's `host:port` as clients name it and log in to it.
+    pub host: &'a str,
+    /// regauth's own TCP listener (`/token`, `/healthz`, `/metrics`).
+    pub regauth: &'a Endpoint,
+    /// Whether the registry checks regauth's tokens itself (token auth) rather than nginx
+    /// asking `/auth`.
+    pub token_auth: bool,
+}
+
+impl Deployment<'_> {
+    /// What skopeo prints when either deployment refuses a request: the registry's 401
+    /// body, or nginx's `unauthorized`/`denied` error codes.
+    pub const REFUSED: &'static [&'static str] = &[
+        "authentication required",
+        "unauthorized",
+        "denied",
+        "403 (Forbidden)",
+    ];
+
+    /// skopeo's name for `repo` (`name:tag`) in the registry.
+    pub fn at(&self, repo: &str) -> String {
+        format!("{}/{repo}", self.host)
+    }
+}
+
 /// docker-registry 2.8 with `auth: token`, trusting regauth's `token.crt`, and regauth on
 /// a TCP port the test bound, its `/token` the realm (plain HTTP).
 pub struct TokenAuthSite {
@@ -86,9 +114,14 @@ impl TokenAuthSite {
         }
     }
 
-    /// skopeo's name for `repo` in the registry.
-    pub fn at(&self, repo: &str) -> String {
-        format!("{}/{repo}", self.registry)
+    /// What a scenario run in both deployments needs of this one.
+    pub fn deployment(&self) -> Deployment<'_> {
+        Deployment {
+            h: &self.h,
+            host: &self.registry,
+            regauth: &self.regauth,
+            token_auth: true,
+        }
     }
 }
 
@@ -180,7 +213,18 @@ server {{
 
     /// skopeo's name for `repo` on this site.
     pub fn at(&self, repo: &str) -> String {
-        format!("{}/{repo}", self.tls)
+        self.deployment().at(repo)
+    }
+
+    /// What a scenario run in both deployments needs of this one (clients use the TLS
+    /// listener; nginx asks `/auth`).
+    pub fn deployment(&self) -> Deployment<'_> {
+        Deployment {
+            h: &self.h,
+            host: &self.tls,
+            regauth: &self.regauth_tcp,
+            token_auth: false,
+        }
     }
 
     /// A request to nginx's plain-HTTP listener.

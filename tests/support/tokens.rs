@@ -59,3 +59,21 @@ pub fn access_claims(
             .collect(),
     }
 }
+
+/// `token` with its header swapped for `{"typ":"JWT","alg":"none","kid":kid}` and its
+/// signature dropped: the oldest JWT forgery.
+pub fn alg_none_forgery(token: &str, kid: &str) -> String {
+    let payload = token.split('.').nth(1).expect("a JWT has a payload");
+    let header = serde_json::json!({ "typ": "JWT", "alg": "none", "kid": kid });
+    let header = data_encoding::BASE64URL_NOPAD.encode(header.to_string().as_bytes());
+    format!("{header}.{payload}.")
+}
+
+/// `claims` signed HS256 under `kid` with the signer's public certificate `certificate` as
+/// the secret: algorithm confusion, which a verifier must refuse.
+pub fn hs256_forgery(claims: &AccessClaims, kid: &str, certificate: &[u8]) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some(kid.to_owned());
+    let secret = jsonwebtoken::EncodingKey::from_secret(certificate);
+    jsonwebtoken::encode(&header, claims, &secret).expect("HS256 signs anything")
+}
