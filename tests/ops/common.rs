@@ -1,7 +1,8 @@
 //! Helpers for the operations suite (`tests/ops.rs`) on top of the shared harness in
-//! `tests/support`: the test users, a started regauth with inline users, writing configs, starting `regauth serve` at a chosen config path
-//! (with the test's own sockets, or systemd-style ones the test chooses), signals, waiting for exits, token
-//! requests and `/metrics` scrapes.
+//! `tests/support`: the test users, a started regauth with inline users, writing configs,
+//! starting `regauth serve` at a chosen config path (with the test's own sockets, or
+//! systemd-style ones the test chooses), signals, waiting for exits, token requests and
+//! `/metrics` scrapes.
 
 use std::fs;
 use std::os::fd::{AsRawFd, RawFd};

@@ -154,6 +154,8 @@ impl NginxSite {
         let realm = format!("https://{tls}/token");
         let socket = h.file("regauth.sock");
         let regauth_tcp = reserve_tcp();
+        // Both are bound by the test and inherited, so no `mode`: nginx's workers run as the
+        // test's user (see `write_nginx_conf`), the socket file's owner.
         let listen = json!([
             regauth_tcp,
             { "address": format!("unix:{}", socket.display()), "trusted": true },
