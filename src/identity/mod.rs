@@ -449,6 +449,29 @@ mod tests {
         assert_eq!(parse_group_list(&many.join(",")).len(), ldap::MAX_GROUPS);
     }
 
+    /// The `source` field of both endpoints' audit lines, byte for byte:
+    /// the credential that vouched, never a secret; the client's own text
+    /// (a federated subject) quoted and escaped.
+    #[test]
+    fn audit_lines_name_the_source_and_its_credential() {
+        let named = |source: Source| source.to_string();
+        assert_eq!(named(Source::File), "file");
+        assert_eq!(named(Source::Ldap), "ldap");
+        assert_eq!(named(Source::RefreshToken), "refresh_token");
+        assert_eq!(named(Source::TrustedProxy), "trusted_proxy");
+        assert_eq!(
+            named(Source::ApiToken { id: "tok_1".into() }),
+            "api_token tok_1"
+        );
+        assert_eq!(
+            named(Source::Federation {
+                issuer: "https://issuer.test".into(),
+                subject: "repo:acme/app\n\"x=1".into(),
+            }),
+            r#"federation https://issuer.test sub="repo:acme/app\n\"x=1""#
+        );
+    }
+
     #[test]
     fn the_log_hears_the_cause_the_client_does_not() {
         let wrong = IdentityError::WrongCredential {
