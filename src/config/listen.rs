@@ -10,7 +10,7 @@ use serde::de::{self, Error as _, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use super::sections::{AuthSettings, ConnectionBudget};
-use super::values::HeaderField;
+use super::values::{deserialize_parsed, HeaderField};
 
 /// One listener, as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,9 +264,7 @@ impl FromStr for ListenAddress {
 
 impl<'de> Deserialize<'de> for ListenAddress {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer)?
-            .parse()
-            .map_err(D::Error::custom)
+        deserialize_parsed(deserializer)
     }
 }
 
@@ -295,9 +293,7 @@ impl FromStr for SocketMode {
 
 impl<'de> Deserialize<'de> for SocketMode {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer)?
-            .parse()
-            .map_err(D::Error::custom)
+        deserialize_parsed(deserializer)
     }
 }
 
