@@ -132,7 +132,8 @@ impl Listener {
             spelled.join(", ")
         };
         let (proxy, handler, remedy) = match self.front {
-            // The shipped nginx include overwrites both headers.
+            // nginx passes client headers on too, but the shipped include
+            // overwrites both (README: the auth_request endpoint).
             Front::Nginx => return warnings,
             Front::Caddy => (
                 "Caddy",

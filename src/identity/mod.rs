@@ -5,9 +5,9 @@
 //!
 //! - [`authenticate`] is the one entry point for Basic credentials (a user
 //!   name and a password) with the client's address and the request's one
-//!   reading of the clock (no source reads the wall clock itself): `GET /token` with
-//!   Basic, the OAuth2 password grant and `/auth` in Basic mode all go
-//!   through it. Each source that checks a secret is tried there, behind the
+//!   reading of the clock (no source reads the wall clock itself): `GET
+//!   /token` with Basic, the OAuth2 password grant and `/auth` in Basic
+//!   mode all go through it. Each source that checks a secret is tried there, behind the
 //!   login limiter, chosen by the password's shape: [`api_tokens`] (scoped
 //!   API tokens, `rgt_…`), [`federation`] (OIDC ID tokens of trusted
 //!   issuers, whose keys [`jwks`] fetches and caches), else [`files`]
