@@ -275,24 +275,27 @@ pub enum Actions {
     /// everything covers (the registry's catalog needs it).
     Every,
     /// Exactly these actions; empty for an explicit deny.
-    Listed(BTreeSet<String>),
+    Listed(ActionSet),
 }
 
 /// Nothing at all: what a subject no rule matches may do.
-static NOTHING: Actions = Actions::Listed(BTreeSet::new());
+static NOTHING: Actions = Actions::Listed(ActionSet::EMPTY);
 
 impl Actions {
     /// The grant a list of actions makes: [`Actions::Every`] if `*` is
     /// among them, otherwise exactly the listed ones.
     pub fn from_listed<'a>(actions: impl IntoIterator<Item = &'a str>) -> Actions {
-        let mut listed = BTreeSet::new();
+        let (mut known, mut others) = (0, Vec::new());
         for action in actions {
             if action == "*" {
                 return Actions::Every;
             }
-            listed.insert(action.to_owned());
+            match known_bit(action) {
+                Some(bit) => known |= bit,
+                None => others.push(action.into()),
+            }
         }
-        Actions::Listed(listed)
+        Actions::Listed(ActionSet::new(known, others))
     }
 
     /// Whether this grant allows every action of `needed`. A needed `*` is
@@ -300,7 +303,7 @@ impl Actions {
     pub fn covers(&self, needed: &BTreeSet<String>) -> bool {
         match self {
             Actions::Every => true,
-            Actions::Listed(allowed) => needed.is_subset(allowed),
+            Actions::Listed(allowed) => needed.iter().all(|action| allowed.contains(action)),
         }
     }
 
@@ -312,8 +315,12 @@ impl Actions {
         match self {
             Actions::Every if wants_everything => BTreeSet::from(["*".to_owned()]),
             Actions::Every => requested.clone(),
-            Actions::Listed(allowed) if wants_everything => allowed.clone(),
-            Actions::Listed(allowed) => requested.intersection(allowed).cloned().collect(),
+            Actions::Listed(_) if wants_everything => self.to_set(),
+            Actions::Listed(allowed) => requested
+                .iter()
+                .filter(|action| allowed.contains(action))
+                .cloned()
+                .collect(),
         }
     }
 
@@ -321,9 +328,82 @@ impl Actions {
     pub fn to_set(&self) -> BTreeSet<String> {
         match self {
             Actions::Every => BTreeSet::from(["*".to_owned()]),
-            Actions::Listed(allowed) => allowed.clone(),
+            Actions::Listed(allowed) => allowed.iter().map(str::to_owned).collect(),
         }
     }
+}
+
+/// A set of action names other than `*`, kept small: the verified-token
+/// cache holds one per resource of every cached token. The registry's own
+/// actions ([`KNOWN_ACTIONS`]) are one bit each and allocate nothing; any
+/// other name (only a token can carry one: rules are checked at load) is
+/// kept spelled out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionSet {
+    /// Bit `i` set: `KNOWN_ACTIONS[i]` is in the set.
+    known: u8,
+    /// Other names, sorted and without duplicates (so that equal sets
+    /// compare equal); `None` rather than empty, so that the empty set can
+    /// be a constant.
+    others: Option<Box<[Box<str>]>>,
+}
+
+impl ActionSet {
+    /// The empty set.
+    pub const EMPTY: ActionSet = ActionSet {
+        known: 0,
+        others: None,
+    };
+
+    fn new(known: u8, mut others: Vec<Box<str>>) -> ActionSet {
+        others.sort_unstable();
+        others.dedup();
+        ActionSet {
+            known,
+            others: (!others.is_empty()).then(|| others.into_boxed_slice()),
+        }
+    }
+
+    /// Whether `action` is in the set.
+    pub fn contains(&self, action: &str) -> bool {
+        match known_bit(action) {
+            Some(bit) => self.known & bit != 0,
+            None => self
+                .others()
+                .binary_search_by(|other| (**other).cmp(action))
+                .is_ok(),
+        }
+    }
+
+    /// The names in the set.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        KNOWN_ACTIONS
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| self.known & (1 << index) != 0)
+            .map(|(_, action)| *action)
+            .chain(self.others().iter().map(|other| &**other))
+    }
+
+    fn others(&self) -> &[Box<str>] {
+        self.others.as_deref().unwrap_or_default()
+    }
+
+    /// Heap bytes the set holds beyond its own size (for cache weights).
+    pub fn heap_bytes(&self) -> usize {
+        self.others()
+            .iter()
+            .map(|other| std::mem::size_of::<Box<str>>() + other.len())
+            .sum()
+    }
+}
+
+/// The bit of one of the registry's own actions.
+fn known_bit(action: &str) -> Option<u8> {
+    KNOWN_ACTIONS
+        .iter()
+        .position(|known| *known == action)
+        .map(|index| 1 << index)
 }
 
 impl Acl {
@@ -1377,6 +1457,26 @@ mod tests {
         assert_eq!(listed.intersect(&set(&["push", "delete"])), set(&["push"]));
         assert_eq!(listed.to_set(), set(&["pull", "push"]));
         assert_eq!(every.to_set(), set(&["*"]));
+    }
+
+    #[test]
+    fn action_sets_hold_any_name_and_compare_by_content() {
+        let odd = Actions::from_listed(["vendor", "push", "pull", "vendor", "audit"]);
+        let same = Actions::from_listed(["pull", "audit", "push", "vendor"]);
+        assert_eq!(odd, same, "order and repeats do not matter");
+        assert_eq!(odd.to_set(), set(&["audit", "pull", "push", "vendor"]));
+        assert!(odd.covers(&set(&["vendor", "pull"])));
+        assert!(!odd.covers(&set(&["delete"])));
+        assert!(!odd.covers(&set(&["other"])));
+        assert_eq!(
+            odd.intersect(&set(&["audit", "delete", "push"])),
+            set(&["audit", "push"])
+        );
+        let nothing = Actions::from_listed([]);
+        assert_eq!(nothing, NOTHING);
+        assert!(nothing.covers(&set(&[])));
+        assert!(!nothing.covers(&set(&["pull"])));
+        assert!(nothing.to_set().is_empty());
     }
 
     #[test]
