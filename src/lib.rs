@@ -69,4 +69,5 @@ pub mod token;
 pub mod token_cache;
 pub mod token_commands;
 pub mod users;
+pub mod verified_token;
 pub mod work_queue;

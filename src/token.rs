@@ -20,7 +20,6 @@ use data_encoding::{BASE64, BASE64URL_NOPAD};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::acl::Actions;
 use crate::keys::{self, Algorithm, SigningKey, VerifyingKey};
 use crate::scope::ResourceScope;
 
@@ -73,22 +72,6 @@ pub struct AccessClaims {
     /// upstream in its groups header. Absent when there are none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
-}
-
-impl AccessClaims {
-    /// Whether the token grants every action `needed` asks for, by the
-    /// registry's rule: entries are matched on (type, name) with the class
-    /// ignored, and several entries for one resource add up.
-    pub fn covers(&self, needed: &ResourceScope) -> bool {
-        let listed = self
-            .access
-            .iter()
-            .filter(|entry| {
-                entry.resource_type == needed.resource_type && entry.name == needed.name
-            })
-            .flat_map(|entry| entry.actions.iter().map(String::as_str));
-        Actions::from_listed(listed).covers(&needed.actions)
-    }
 }
 
 impl From<&ResourceScope> for AccessEntry {

@@ -7,28 +7,19 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::token::AccessClaims;
+use crate::verified_token::VerifiedToken;
 
 /// A verified token and how long it may stay.
 #[derive(Clone)]
 struct Entry {
-    claims: Arc<AccessClaims>,
+    token: Arc<VerifiedToken>,
     time_to_live: Duration,
 }
 
-/// One unit per started 512 bytes of access claims: an ordinary token
-/// (a few resources) weighs 1.
-fn weight(claims: &AccessClaims) -> u32 {
-    let bytes: usize = claims
-        .access
-        .iter()
-        .map(|entry| {
-            let actions: usize = entry.actions.iter().map(|action| action.len() + 3).sum();
-            entry.name.len() + entry.resource_type.len() + actions + 32
-        })
-        .sum::<usize>()
-        + claims.sub.len();
-    u32::try_from(1 + bytes / 512).unwrap_or(u32::MAX)
+/// One unit per started 512 bytes of the kept token: an ordinary token (a
+/// few resources, a few groups) weighs 1.
+fn weight(token: &VerifiedToken) -> u32 {
+    u32::try_from(1 + token.size_bytes() / 512).unwrap_or(u32::MAX)
 }
 
 /// Lets each entry expire when its token does.
@@ -59,7 +50,7 @@ impl TokenCache {
         TokenCache {
             entries: moka::future::Cache::builder()
                 .max_capacity(capacity)
-                .weigher(|_key, entry: &Entry| weight(&entry.claims))
+                .weigher(|_key, entry: &Entry| weight(&entry.token))
                 .expire_after(ExpireWithToken)
                 .build(),
         }
@@ -73,9 +64,10 @@ impl TokenCache {
         digest.finalize().into()
     }
 
-    /// The claims of a token verified earlier, if still cached.
-    pub async fn get(&self, key: &[u8; 32]) -> Option<Arc<AccessClaims>> {
-        let hit = self.entries.get(key).await.map(|entry| entry.claims);
+    /// A token verified earlier, if still cached. It may have expired since:
+    /// the caller checks ([`VerifiedToken::expired_at`]).
+    pub async fn get(&self, key: &[u8; 32]) -> Option<Arc<VerifiedToken>> {
+        let hit = self.entries.get(key).await.map(|entry| entry.token);
         let result = if hit.is_some() { "hit" } else { "miss" };
         metrics::counter!("regauth_token_cache_total", "result" => result).increment(1);
         hit
@@ -86,7 +78,7 @@ impl TokenCache {
     pub async fn insert(
         &self,
         key: [u8; 32],
-        claims: Arc<AccessClaims>,
+        token: Arc<VerifiedToken>,
         expires_at: i64,
         now: i64,
     ) {
@@ -97,7 +89,7 @@ impl TokenCache {
             return;
         }
         let entry = Entry {
-            claims,
+            token,
             time_to_live: Duration::from_secs(seconds),
         };
         self.entries.insert(key, entry).await;
@@ -112,10 +104,10 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::AccessEntry;
+    use crate::token::{AccessClaims, AccessEntry};
 
-    fn claims(resources: usize) -> AccessClaims {
-        AccessClaims {
+    fn token(resources: usize, groups: usize) -> VerifiedToken {
+        VerifiedToken::from(AccessClaims {
             iss: "i".into(),
             sub: "alice".into(),
             aud: "s".into(),
@@ -123,7 +115,7 @@ mod tests {
             nbf: 0,
             iat: 0,
             jti: "j".into(),
-            groups: vec![],
+            groups: (0..groups).map(|i| format!("group-{i}")).collect(),
             access: (0..resources)
                 .map(|i| AccessEntry {
                     resource_type: "repository".into(),
@@ -132,13 +124,18 @@ mod tests {
                     actions: vec!["pull".into(), "push".into()],
                 })
                 .collect(),
-        }
+        })
     }
 
     #[test]
     fn ordinary_tokens_weigh_one_and_big_ones_more() {
-        assert_eq!(weight(&claims(0)), 1);
-        assert_eq!(weight(&claims(3)), 1);
-        assert!(weight(&claims(128)) >= 10, "{}", weight(&claims(128)));
+        assert_eq!(weight(&token(0, 0)), 1);
+        assert_eq!(weight(&token(3, 2)), 1);
+        assert!(weight(&token(128, 0)) >= 10, "{}", weight(&token(128, 0)));
+        assert!(
+            weight(&token(0, 200)) >= 5,
+            "groups weigh too: {}",
+            weight(&token(0, 200))
+        );
     }
 }

@@ -7,7 +7,7 @@
 //! - [`token`]: what a token grants, and what it says.
 //!
 //! What an access grant covers (the meaning of `*`) is defined once, by
-//! [`crate::acl::Actions`], for ACL rules and token claims alike.
+//! [`crate::acl::Actions`], for ACL rules and verified tokens alike.
 
 pub mod auth;
 pub mod token;

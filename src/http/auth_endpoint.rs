@@ -25,8 +25,9 @@ use crate::identity::{self, Credentials};
 use crate::scope::ResourceScope;
 use crate::snapshot::Snapshot;
 use crate::state::State;
-use crate::token::{self, AccessClaims, Expectations};
+use crate::token::{self, Expectations};
 use crate::token_cache::TokenCache;
+use crate::verified_token::VerifiedToken;
 
 /// Answers one subrequest.
 pub async fn handle(
@@ -61,10 +62,10 @@ pub async fn handle(
                 _ => None,
             };
             let token_groups = match &bearer {
-                Some(claims) if !claims.groups.is_empty() => claims.groups.as_slice(),
+                Some(claims) if !claims.groups().is_empty() => claims.groups(),
                 Some(claims) => snapshot
                     .users
-                    .get(&claims.sub)
+                    .get(claims.subject())
                     .map(|user| user.groups.as_slice())
                     .unwrap_or_default(),
                 _ => &[],
@@ -223,15 +224,15 @@ async fn verified_claims(
     snapshot: &Snapshot,
     token: &str,
     now: i64,
-) -> Result<Arc<AccessClaims>, String> {
+) -> Result<Arc<VerifiedToken>, String> {
     let config = &snapshot.config;
     let leeway = config.auth.leeway.as_i64();
     let key = TokenCache::key(snapshot.generation, token);
-    if let Some(claims) = state.tokens.get(&key).await {
-        if now > claims.exp.saturating_add(leeway) {
+    if let Some(verified) = state.tokens.get(&key).await {
+        if verified.expired_at(now, leeway) {
             return Err("token expired".into());
         }
-        return Ok(claims);
+        return Ok(verified);
     }
     let expect = Expectations {
         issuer: &config.issuer,
@@ -241,13 +242,13 @@ async fn verified_claims(
     };
     let claims = token::verify_access(&snapshot.verifying_keys, token, &expect)
         .map_err(|error| error.to_string())?;
-    let claims = Arc::new(claims);
-    let expires_at = claims.exp.saturating_add(leeway);
+    let verified = Arc::new(VerifiedToken::from(claims));
+    let expires_at = verified.accepted_until(leeway);
     state
         .tokens
-        .insert(key, Arc::clone(&claims), expires_at, now)
+        .insert(key, Arc::clone(&verified), expires_at, now)
         .await;
-    Ok(claims)
+    Ok(verified)
 }
 
 fn answer(snapshot: &Snapshot, decision: Decision, needed_text: &str) -> Response<Body> {
