@@ -32,7 +32,9 @@
 //!   per account and address: pure, clock passed in; run by
 //!   [`identity::login_limits`]), and bcrypt by [`work_queue`] (bounded,
 //!   per-address fair queue), both counting against the [`client_address`].
-//! - Checks with state: [`token_cache`] (verified tokens for `/auth`).
+//! - Checks with state: [`token_cache`] (verified tokens for `/auth`, kept
+//!   as compact [`verified_token`]s: what `/auth` decides on, expiry with
+//!   `now` passed in).
 //! - Edges: [`http`] (router; endpoints that parse, ask [`identity`], call
 //!   [`decide`] and answer; the one mapping from errors to responses),
 //!   [`listeners`] (TCP, unix and systemd sockets), [`server`] (accept
