@@ -335,9 +335,9 @@ impl Actions {
 
 /// A set of action names other than `*`, kept small: the verified-token
 /// cache holds one per resource of every cached token. The registry's own
-/// actions (`pull`, `push`, `delete`) are one bit each and allocate nothing; any
-/// other name (only a token can carry one: rules are checked at load) is
-/// kept spelled out.
+/// actions (`pull`, `push`, `delete`) are one bit each and allocate
+/// nothing; any other name (only a token can carry one: rules are checked
+/// at load) is kept spelled out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActionSet {
     /// Bit `i` set: `KNOWN_ACTIONS[i]` is in the set.
