@@ -233,6 +233,24 @@ fn bad_tokens_get_invalid_token_challenges() {
     assert_eq!(s.ask_with_token("GET", uri, &genuine).status, 200);
 }
 
+/// A token verified once and cached is refused once it expires: the cache
+/// keeps the verification, never the validity period.
+#[test]
+fn a_cached_token_is_refused_once_it_expires() {
+    let s = Sidecar::start("auth-cached-expiry", json!({}));
+    let uri = "/v2/team/app/manifests/latest";
+    let mut claims = s.claims("alice", &[("repository", "team/app", &["pull"])]);
+    claims.exp = now() + 1;
+    let token = s.sign(&claims);
+    assert_eq!(s.ask_with_token("GET", uri, &token).status, 200);
+    assert_eq!(s.ask_with_token("GET", uri, &token).status, 200);
+    while now() <= claims.exp {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let r = s.ask_with_token("GET", uri, &token);
+    s.assert_challenge(&r, Some("repository:team/app:pull"), Some("invalid_token"));
+}
+
 #[test]
 fn confusing_requests_are_forbidden() {
     let s = Sidecar::start("auth-confusing", json!({}));
