@@ -154,13 +154,9 @@ mod tests {
         parse_scope(text).unwrap()
     }
 
-    fn entry(resource_type: &str, name: &str, actions: &[&str]) -> AccessEntry {
-        AccessEntry {
-            resource_type: resource_type.into(),
-            class: None,
-            name: name.into(),
-            actions: actions.iter().map(|a| a.to_string()).collect(),
-        }
+    /// The `access` entry granting a scope written as text.
+    fn entry(text: &str) -> AccessEntry {
+        AccessEntry::from(&scope(text))
     }
 
     fn token(access: Vec<AccessEntry>, groups: &[&str]) -> VerifiedToken {
@@ -181,12 +177,12 @@ mod tests {
     fn coverage_follows_the_registry() {
         let token = token(
             vec![
-                entry("repository", "a", &["pull"]),
-                entry("repository", "a", &["push"]),
-                entry("repository", "b", &["*"]),
-                entry("registry", "catalog", &["pull"]),
-                entry("repository", "c", &["pull", "vendor"]),
-                entry("plugin", "d", &["pull"]),
+                entry("repository:a:pull"),
+                entry("repository:a:push"),
+                entry("repository:b:*"),
+                entry("registry:catalog:pull"),
+                entry("repository:c:pull,vendor"),
+                entry("plugin:d:pull"),
             ],
             &[],
         );
@@ -247,20 +243,20 @@ mod tests {
 
     #[test]
     fn size_counts_every_name() {
-        let small = token(vec![entry("repository", "a", &["pull"])], &[]);
+        let small = token(vec![entry("repository:a:pull")], &[]);
         let grouped = token(
-            vec![entry("repository", "a", &["pull"])],
+            vec![entry("repository:a:pull")],
             &["g".repeat(100).as_str()],
         );
         assert!(grouped.size_bytes() >= small.size_bytes() + 100);
         let many = token(
             (0..100)
-                .map(|i| entry("repository", &format!("team/app-{i}"), &["pull", "push"]))
+                .map(|i| entry(&format!("repository:team/app-{i}:pull,push")))
                 .collect(),
             &[],
         );
         assert!(many.size_bytes() >= small.size_bytes() + 100 * size_of::<Grant>());
-        let odd = token(vec![entry("x-type", "a", &["vendor"])], &[]);
-        assert!(odd.size_bytes() >= small.size_bytes() + "x-type".len() + "vendor".len());
+        let odd = token(vec![entry("plugin:a:vendor")], &[]);
+        assert!(odd.size_bytes() >= small.size_bytes() + "plugin".len() + "vendor".len());
     }
 }
