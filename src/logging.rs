@@ -30,6 +30,9 @@ use crate::config::{LogFormat, LogSettings};
 /// full speed while the disk catches up.
 pub const QUEUE_LINES: usize = 16 * 1024;
 
+/// Bytes of log lines the writer thread gathers into one write.
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
 /// Counts the lines dropped because the queue was full; set once by [`init`].
 static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
 
@@ -52,7 +55,13 @@ pub fn init(settings: &LogSettings) -> LogGuard {
         .buffered_lines_limit(QUEUE_LINES)
         .lossy(true)
         .thread_name("regauth-log")
-        .finish(std::io::stderr());
+        // The writer thread writes whatever the queue holds and flushes
+        // when it is empty: under load one write(2) carries many lines,
+        // while a lone line is still written at once.
+        .finish(std::io::BufWriter::with_capacity(
+            WRITE_BUFFER_BYTES,
+            std::io::stderr(),
+        ));
     let _ = DROPPED.set(writer.error_counter());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
