@@ -16,19 +16,22 @@
 //!   [`media_type`] (a `Content-Type` read the way Go reads it),
 //!   [`token`] (JWT claims, signing and verification), [`keys`] (PEM keys,
 //!   key IDs, certificates, the JWKS for registry 3).
-//! - Configuration: [`config`] (the JSON document), [`users`] (inline users
-//!   and htpasswd), [`snapshot`] (everything derived from one config
-//!   version), [`state`] (the swappable snapshot plus caches),
+//! - Configuration: [`config`] (the JSON document, parsed once into typed
+//!   values: bounded [`config::Seconds`] and [`config::Count`], parsed
+//!   [`config::HeaderField`]s and [`config::Listener`]s), [`users`]
+//!   (inline users and htpasswd), [`snapshot`] (everything derived from one
+//!   config version), [`state`] (the swappable snapshot plus caches),
 //!   [`reload`] (file watching and SIGHUP).
 //! - Identities: [`identity`] (presented credentials → who asks, one entry
 //!   point for every source; file users with bcrypt off the reactor and a
 //!   cache of successes in [`identity::files`], refresh tokens in
 //!   [`identity::refresh`], scoped API tokens in [`identity::api_tokens`],
 //!   OIDC workload federation in [`identity::federation`] with the issuers'
-//!   keys in [`identity::jwks`]); every source that checks a secret is
-//!   guarded by [`limiter`] (failed logins per account and address: pure,
-//!   clock passed in), and bcrypt by [`work_queue`] (bounded, per-address
-//!   fair queue), both counting against the [`client_address`].
+//!   keys in [`identity::jwks`], the directory in [`identity::ldap`]); every
+//!   source that checks a secret is guarded by [`limiter`] (failed logins
+//!   per account and address: pure, clock passed in; run by
+//!   [`identity::login_limits`]), and bcrypt by [`work_queue`] (bounded,
+//!   per-address fair queue), both counting against the [`client_address`].
 //! - Checks with state: [`token_cache`] (verified tokens for `/auth`).
 //! - Edges: [`http`] (router; endpoints that parse, ask [`identity`], call
 //!   [`decide`] and answer; the one mapping from errors to responses),

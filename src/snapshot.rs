@@ -228,18 +228,8 @@ impl Snapshot {
         for listener in &config.listen {
             let trusted = if listener.trusted { " (trusted)" } else { "" };
             let _ = writeln!(out, "listen:    {}{trusted}", listener.address);
-            if listener.trusted && !listener.is_unix() {
-                let _ = writeln!(
-                    out,
-                    "warning:   {} is trusted: anyone who can reach this TCP port may name any \
-                     account in {}; make sure only the front proxy can",
-                    listener.address,
-                    config
-                        .auth
-                        .trusted_user_header
-                        .as_ref()
-                        .map_or("auth.trusted_user_header", |name| name.as_str())
-                );
+            for warning in listener.trust_warnings(&config.auth) {
+                let _ = writeln!(out, "warning:   {warning}");
             }
         }
         let _ = writeln!(

@@ -11,10 +11,10 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use regauth::keys::{Algorithm, KidFormat, SigningKey};
-use regauth::token::{self, AccessClaims, AccessEntry, RefreshClaims};
+use regauth::keys::SigningKey;
+use regauth::token::{self, AccessClaims, RefreshClaims};
 use serde_json::{json, Value};
 use support::*;
 
@@ -31,30 +31,12 @@ struct Site {
     stranger: SigningKey,
 }
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn load_key(h: &Harness, stem: &str) -> SigningKey {
-    let (key, cert) = keygen(h, "ES256", stem);
-    SigningKey::from_pem(
-        &std::fs::read_to_string(key).unwrap(),
-        Some(&std::fs::read_to_string(cert).unwrap()),
-        Algorithm::Es256,
-        KidFormat::Libtrust,
-    )
-    .unwrap()
-}
-
 impl Site {
     fn start() -> Site {
         let mut h = Harness::new("attacks");
-        let key = load_key(&h, "token");
-        let stranger = load_key(&h, "stranger");
-        let addr = format!("127.0.0.1:{}", free_port());
+        let key = test_signing_key(&h, "token");
+        let stranger = test_signing_key(&h, "stranger");
+        let addr = reserve_tcp();
         let socket = h.file("trusted.sock");
         let config = json!({
             "service": SERVICE,
@@ -88,27 +70,13 @@ impl Site {
         }
     }
 
+    /// Claims on repositories `(name, actions)`.
     fn claims(&self, sub: &str, access: &[(&str, &[&str])]) -> AccessClaims {
-        let now = now();
-        AccessClaims {
-            iss: ISSUER.into(),
-            sub: sub.into(),
-            aud: SERVICE.into(),
-            exp: now + 300,
-            nbf: now,
-            iat: now,
-            jti: token::new_jti(),
-            groups: Vec::new(),
-            access: access
-                .iter()
-                .map(|(name, actions)| AccessEntry {
-                    resource_type: "repository".into(),
-                    class: None,
-                    name: (*name).into(),
-                    actions: actions.iter().map(|a| a.to_string()).collect(),
-                })
-                .collect(),
-        }
+        let access: Vec<_> = access
+            .iter()
+            .map(|(name, actions)| ("repository", *name, *actions))
+            .collect();
+        access_claims(ISSUER, SERVICE, sub, &access)
     }
 
     fn sign(&self, claims: &AccessClaims) -> String {
@@ -212,10 +180,6 @@ fn auth(method: &'static str, uri: impl Into<String>, bearer: &str) -> Probe {
     }
 }
 
-fn b64(value: &Value) -> String {
-    data_encoding::BASE64URL_NOPAD.encode(value.to_string().as_bytes())
-}
-
 /// Every attack, with its expected answer.
 fn corpus(site: &Site) -> Vec<Attack> {
     // eve may pull and push her own repository, nothing else.
@@ -223,18 +187,9 @@ fn corpus(site: &Site) -> Vec<Attack> {
     let mount = format!("/v2/eve/x/blobs/uploads/?mount={DIGEST}");
     let genuine_claims = site.claims("eve", &[("eve/x", &["pull", "push"])]);
     let genuine = site.sign(&genuine_claims);
-    let parts: Vec<&str> = genuine.split('.').collect();
-    let header = json!({ "typ": "JWT", "alg": "none", "kid": site.key.kid });
-    let alg_none = format!("{}.{}.", b64(&header), parts[1]);
+    let alg_none = alg_none_forgery(&genuine, &site.key.kid);
     let certificate = std::fs::read(site.h.file("token.crt")).unwrap();
-    let mut hs_header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
-    hs_header.kid = Some(site.key.kid.clone());
-    let hs256 = jsonwebtoken::encode(
-        &hs_header,
-        &genuine_claims,
-        &jsonwebtoken::EncodingKey::from_secret(&certificate),
-    )
-    .unwrap();
+    let hs256 = hs256_forgery(&genuine_claims, &site.key.kid, &certificate);
     let mut expired = genuine_claims.clone();
     expired.exp = now() - 120;
     let mut other_audience = genuine_claims.clone();
@@ -630,38 +585,27 @@ fn every_attack_gets_its_expected_answer() {
 #[test]
 fn config_with_an_escaping_user_name_is_refused() {
     let h = Harness::new("attacks-names");
+    let hash = "$2y$10$iRxq4as0aXEICViLH46Uhu.TuA/9/2EEWcq.d5vwRDBJMy3xv1gFq";
+    // A config whose users come from `source` (`users` or `htpasswd`) = `users`.
+    let assert_refused = |source: &str, users: Value, what: &str| {
+        let mut config = json!({
+            "service": SERVICE,
+            "issuer": ISSUER,
+            "realm": "https://registry.test/token",
+            "token": { "algorithm": "ES256", "private_key": "token.key" },
+        });
+        config[source] = users;
+        let path = h.write("regauth.json", config.to_string());
+        let out = check_config(&path);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{what} accepted");
+        assert!(stderr.contains("path component"), "{what}: {stderr}");
+    };
     for name in ["alice/team", "..", "Alice", "a*"] {
-        let config = json!({
-            "service": SERVICE,
-            "issuer": ISSUER,
-            "realm": "https://registry.test/token",
-            "token": { "algorithm": "ES256", "private_key": "token.key" },
-            "users": { name: { "password": "$2y$10$iRxq4as0aXEICViLH46Uhu.TuA/9/2EEWcq.d5vwRDBJMy3xv1gFq" } },
-        });
-        let path = h.write("regauth.json", config.to_string());
-        let out = check_config(&path);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "user {name:?} accepted");
-        assert!(stderr.contains("path component"), "user {name:?}: {stderr}");
-        let line = h.write(
-            "users.htpasswd",
-            format!("{name}:$2y$10$iRxq4as0aXEICViLH46Uhu.TuA/9/2EEWcq.d5vwRDBJMy3xv1gFq\n"),
-        );
-        let config = json!({
-            "service": SERVICE,
-            "issuer": ISSUER,
-            "realm": "https://registry.test/token",
-            "token": { "algorithm": "ES256", "private_key": "token.key" },
-            "htpasswd": line,
-        });
-        let path = h.write("regauth.json", config.to_string());
-        let out = check_config(&path);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "htpasswd user {name:?} accepted");
-        assert!(
-            stderr.contains("path component"),
-            "htpasswd user {name:?}: {stderr}"
-        );
+        let inline = json!({ name: { "password": hash } });
+        assert_refused("users", inline, &format!("user {name:?}"));
+        let line = h.write("users.htpasswd", format!("{name}:{hash}\n"));
+        assert_refused("htpasswd", json!(line), &format!("htpasswd user {name:?}"));
     }
 }
 

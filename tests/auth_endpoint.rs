@@ -4,86 +4,71 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use regauth::keys::{Algorithm, KidFormat, SigningKey};
-use regauth::token::{self, AccessClaims, AccessEntry};
+use regauth::keys::SigningKey;
+use regauth::token::{self, AccessClaims};
 use serde_json::{json, Value};
 use support::*;
 
 const SERVICE: &str = "registry.test";
 const ISSUER: &str = "regauth-it";
 const PROXY_USER_HEADER: &str = "X-Authenticated-User";
+const REALM: &str = "https://registry.test/token";
 
 struct Sidecar {
     h: Harness,
     config: Value,
     tcp: Endpoint,
     unix: Endpoint,
-    realm: String,
     key: SigningKey,
     stranger: SigningKey,
 }
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+/// The sidecar's config: alice (staff) and bob, listening on `listen`.
+fn config(listen: Value, auth: Value) -> Value {
+    json!({
+        "service": SERVICE,
+        "issuer": ISSUER,
+        "realm": REALM,
+        "listen": listen,
+        "token": { "algorithm": "ES256", "private_key": "token.key", "certificate": "token.crt" },
+        "users": {
+            "alice": { "password": hash_password("alice-pw"), "groups": ["staff"] },
+            "bob": { "password": hash_password("bob-pw") },
+        },
+        "acl": [
+            { "group": "staff", "type": "registry", "name": "catalog", "actions": ["*"] },
+            { "group": "staff", "actions": ["pull", "push", "delete"] },
+            { "actions": ["pull"] },
+        ],
+        "auth": auth,
+    })
 }
 
-fn load_key(key: &PathBuf, cert: &PathBuf) -> SigningKey {
-    let key_pem = std::fs::read_to_string(key).unwrap();
-    let cert_pem = std::fs::read_to_string(cert).unwrap();
-    SigningKey::from_pem(
-        &key_pem,
-        Some(&cert_pem),
-        Algorithm::Es256,
-        KidFormat::Libtrust,
-    )
-    .unwrap()
+/// A trusted unix socket `regauth.sock` and an untrusted one, `plain.sock`.
+fn unix_listeners(h: &Harness) -> [Value; 2] {
+    [
+        json!({ "address": format!("unix:{}", h.file("regauth.sock").display()), "trusted": true }),
+        json!(format!("unix:{}", h.file("plain.sock").display())),
+    ]
 }
 
 impl Sidecar {
     fn start(label: &str, auth: Value) -> Sidecar {
         let mut h = Harness::new(label);
-        let (key, cert) = keygen(&h, "ES256", "token");
-        let (other_key, other_cert) = keygen(&h, "ES256", "stranger");
+        let key = test_signing_key(&h, "token");
+        let stranger = test_signing_key(&h, "stranger");
         let addr = reserve_tcp();
-        let socket = h.file("regauth.sock");
-        let realm = "https://registry.test/token".to_owned();
-        let config = json!({
-            "service": SERVICE,
-            "issuer": ISSUER,
-            "realm": realm,
-            "listen": [
-                addr,
-                { "address": format!("unix:{}", socket.display()), "trusted": true },
-                format!("unix:{}", h.file("plain.sock").display()),
-            ],
-            "token": { "algorithm": "ES256", "private_key": "token.key", "certificate": "token.crt" },
-            "users": {
-                "alice": { "password": hash_password("alice-pw"), "groups": ["staff"] },
-                "bob": { "password": hash_password("bob-pw") },
-            },
-            "acl": [
-                { "group": "staff", "type": "registry", "name": "catalog", "actions": ["*"] },
-                { "group": "staff", "actions": ["pull", "push", "delete"] },
-                { "actions": ["pull"] },
-            ],
-            "auth": auth,
-        });
+        let [trusted, plain] = unix_listeners(&h);
+        let config = config(json!([addr, trusted, plain]), auth);
         let tcp = Endpoint::Tcp(addr);
         start_regauth(&mut h, &config, &tcp);
         Sidecar {
-            key: load_key(&key, &cert),
-            stranger: load_key(&other_key, &other_cert),
+            unix: Endpoint::Unix(h.file("regauth.sock")),
             h,
             config,
             tcp,
-            unix: Endpoint::Unix(socket),
-            realm,
+            key,
+            stranger,
         }
     }
 
@@ -100,26 +85,7 @@ impl Sidecar {
     }
 
     fn claims(&self, sub: &str, access: &[(&str, &str, &[&str])]) -> AccessClaims {
-        let now = now();
-        AccessClaims {
-            iss: ISSUER.into(),
-            sub: sub.into(),
-            aud: SERVICE.into(),
-            exp: now + 300,
-            nbf: now,
-            iat: now,
-            jti: token::new_jti(),
-            groups: Vec::new(),
-            access: access
-                .iter()
-                .map(|(kind, name, actions)| AccessEntry {
-                    resource_type: (*kind).into(),
-                    class: None,
-                    name: (*name).into(),
-                    actions: actions.iter().map(|a| a.to_string()).collect(),
-                })
-                .collect(),
-        }
+        access_claims(ISSUER, SERVICE, sub, access)
     }
 
     fn sign(&self, claims: &AccessClaims) -> String {
@@ -134,7 +100,7 @@ impl Sidecar {
         assert_eq!(scheme, "bearer", "{value}");
         assert_eq!(
             params.get("realm").map(String::as_str),
-            Some(self.realm.as_str()),
+            Some(REALM),
             "{value}"
         );
         assert_eq!(
@@ -145,10 +111,6 @@ impl Sidecar {
         assert_eq!(params.get("scope").map(String::as_str), scope, "{value}");
         assert_eq!(params.get("error").map(String::as_str), error, "{value}");
     }
-}
-
-fn b64(value: &Value) -> String {
-    data_encoding::BASE64URL_NOPAD.encode(value.to_string().as_bytes())
 }
 
 #[test]
@@ -246,18 +208,9 @@ fn bad_tokens_get_invalid_token_challenges() {
     let mut wrong_iss = good.clone();
     wrong_iss.iss = "someone-else".into();
     let genuine = s.sign(&good);
-    let header = json!({ "typ": "JWT", "alg": "none", "kid": s.key.kid });
-    let parts: Vec<&str> = genuine.split('.').collect();
-    let alg_none = format!("{}.{}.", b64(&header), parts[1]);
+    let alg_none = alg_none_forgery(&genuine, &s.key.kid);
     let cert_pem = std::fs::read(s.h.file("token.crt")).unwrap();
-    let mut hs_header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
-    hs_header.kid = Some(s.key.kid.clone());
-    let hs256 = jsonwebtoken::encode(
-        &hs_header,
-        &good,
-        &jsonwebtoken::EncodingKey::from_secret(&cert_pem),
-    )
-    .unwrap();
+    let hs256 = hs256_forgery(&good, &s.key.kid, &cert_pem);
     let cases = [
         ("expired", s.sign(&expired)),
         ("not yet valid", s.sign(&early)),
@@ -399,12 +352,18 @@ fn trusted_proxy_user_only_on_trusted_listeners() {
     assert_eq!(r.header("remote-user"), Some("anonymous"));
 }
 
+/// regauth binds these sockets itself: with no TCP listener the test has none to hand
+/// over (see `regauth_serve` in tests/support), so the files are regauth's.
 #[test]
 fn unix_sockets_default_to_modes_nginx_can_use() {
     use std::os::unix::fs::PermissionsExt;
-    let s = Sidecar::start("auth-socket-modes", json!({}));
+    let mut h = Harness::new("auth-socket-modes");
+    keygen(&h, "ES256", "token");
+    let config = config(json!(unix_listeners(&h)), json!({}));
+    let plain = Endpoint::Unix(h.file("plain.sock"));
+    start_regauth(&mut h, &config, &plain);
     let mode = |name: &str| {
-        std::fs::metadata(s.h.file(name))
+        std::fs::metadata(h.file(name))
             .unwrap()
             .permissions()
             .mode()

@@ -9,7 +9,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -17,14 +17,6 @@ use support::*;
 
 const SERVICE: &str = "registry.test";
 const ISSUER: &str = "regauth-e2e";
-/// What skopeo prints when a request is refused: the registry's 401 body, or nginx's
-/// `unauthorized`/`denied` error codes.
-const REFUSED: &[&str] = &[
-    "authentication required",
-    "unauthorized",
-    "denied",
-    "403 (Forbidden)",
-];
 
 /// A human who may do anything in `ci/**` and `team/**`.
 const ALICE: (&str, &str) = ("alice", "alice-Secret-1");
@@ -46,91 +38,40 @@ fn acl() -> Value {
     ])
 }
 
-/// What the scenario needs of a deployment.
-struct Deployment<'a> {
-    h: &'a Harness,
-    /// skopeo's name for a repository.
-    at: &'a dyn Fn(&str) -> String,
-    /// The registry's `host:port` as clients log in to it.
-    host: &'a str,
-    /// regauth's own TCP listener (`/token`, `/healthz`, `/metrics`).
-    regauth: &'a Endpoint,
-    /// Whether the registry asks regauth's `/token` (token auth) rather than nginx asking
-    /// `/auth` in Basic mode.
-    token_auth: bool,
-}
-
-impl Deployment<'_> {
-    fn config(&self) -> PathBuf {
-        self.h.file("regauth.json")
-    }
-}
-
-#[test]
-fn api_tokens_with_registry_token_auth() {
-    let mut h = Harness::new("tok-t");
-    let (_, cert) = keygen(&h, "ES256", "token");
-    let regauth_addr = format!("127.0.0.1:{}", free_port());
-    let realm = format!("http://{regauth_addr}/token");
-    let registry = start_registry(
-        &mut h,
-        Some(TokenAuth {
-            realm: &realm,
-            service: SERVICE,
-            issuer: ISSUER,
-            rootcertbundle: &cert,
-        }),
-    );
-    let config = json!({
+/// The regauth config both deployments share.
+fn config(realm: &str, listen: Value, auth: Value) -> Value {
+    json!({
         "service": SERVICE,
         "issuer": ISSUER,
         "realm": realm,
-        "listen": [regauth_addr],
+        "listen": listen,
         "token": { "algorithm": "ES256", "private_key": "token.key", "certificate": "token.crt" },
         "users": users(),
         "acl": acl(),
         "api_tokens": "tokens.json",
+        "auth": auth,
+    })
+}
+
+#[test]
+fn api_tokens_with_registry_token_auth() {
+    let s = TokenAuthSite::start("tok-t", "ES256", |realm, listen| {
+        config(realm, listen, json!({}))
     });
-    let regauth = Endpoint::Tcp(regauth_addr);
-    start_regauth(&mut h, &config, &regauth);
-    let at = |repo: &str| format!("{registry}/{repo}");
-    scenario(&Deployment {
-        h: &h,
-        at: &at,
-        host: &registry,
-        regauth: &regauth,
-        token_auth: true,
-    });
+    scenario(&s.deployment());
 }
 
 #[test]
 fn api_tokens_with_nginx_auth_request() {
-    let s = NginxSite::start("tok-n", |realm, socket, tcp| {
-        json!({
-            "service": SERVICE,
-            "issuer": ISSUER,
-            "realm": realm,
-            "listen": [tcp, { "address": format!("unix:{}", socket.display()), "trusted": true, "mode": "0666" }],
-            "token": { "algorithm": "ES256", "private_key": "token.key", "certificate": "token.crt" },
-            "users": users(),
-            "acl": acl(),
-            "api_tokens": "tokens.json",
-            "auth": { "mode": "basic" },
-        })
+    let s = NginxSite::start("tok-n", |realm, listen| {
+        config(realm, listen, json!({ "mode": "basic" }))
     });
-    let at = |repo: &str| s.at(repo);
-    scenario(&Deployment {
-        h: &s.h,
-        at: &at,
-        host: &s.tls,
-        regauth: &s.regauth_tcp,
-        token_auth: false,
-    });
+    scenario(&s.deployment());
 }
 
 fn scenario(d: &Deployment<'_>) {
     let sk = Skopeo::new(d.h);
-    let config = d.config();
+    let config = d.h.file("regauth.json");
 
     // create: one line on stdout, the secret; the server picks the new file up.
     let before = generation(d.regauth);
@@ -146,50 +87,52 @@ fn scenario(d: &Deployment<'_>) {
 
     // Within the scopes: push and pull.
     let app = make_image(d.h, "ci-app");
-    sk.push(&app, &(d.at)("ci/app:1"), alice_token.into_creds())
+    sk.push(&app, &d.at("ci/app:1"), alice_token.into_creds())
         .assert_ok();
-    sk.pull(&(d.at)("ci/app:1"), alice_token.into_creds())
+    sk.pull(&d.at("ci/app:1"), alice_token.into_creds())
         .assert_pulled(&app);
     // Outside them: refused, though alice's password may push there.
     let team = make_image(d.h, "team-app");
-    sk.push(&team, &(d.at)("team/app:1"), alice_token.into_creds())
-        .assert_failed(REFUSED);
-    sk.push(&team, &(d.at)("team/app:1"), ALICE.into_creds())
+    sk.push(&team, &d.at("team/app:1"), alice_token.into_creds())
+        .assert_failed(Deployment::REFUSED);
+    sk.push(&team, &d.at("team/app:1"), ALICE.into_creds())
         .assert_ok();
     // podman logs in with the token as its password, as a CI job would.
     let podman = Podman::new(d.h);
     let podman_app = make_image(d.h, "ci-podman");
-    let podman_ref = (d.at)("ci/podman:1");
+    let podman_ref = d.at("ci/podman:1");
     podman.load(d.h, &podman_app, &podman_ref);
     podman.login(d.h, d.host, alice_token).assert_ok();
     podman.push(d.h, &podman_ref).assert_ok();
     podman.pull(d.h, &podman_ref, &podman_app).assert_ok();
-    let podman_team = (d.at)("team/podman:1");
+    let podman_team = d.at("team/podman:1");
     podman.tag(d.h, &podman_ref, &podman_team);
-    podman.push(d.h, &podman_team).assert_failed(REFUSED);
+    podman
+        .push(d.h, &podman_team)
+        .assert_failed(Deployment::REFUSED);
 
     // The token is alice's: another user name with it is refused.
-    sk.pull(&(d.at)("ci/app:1"), (ROBOT.0, secret.as_str()).into_creds())
-        .assert_failed(REFUSED);
+    sk.pull(&d.at("ci/app:1"), (ROBOT.0, secret.as_str()).into_creds())
+        .assert_failed(Deployment::REFUSED);
 
     // A tokens_only robot: its password never works, its pull-only token pulls.
     let before = generation(d.regauth);
     let robot_secret = create(&config, "robot", &["repository:ci/**:pull"], None, "");
     wait_for_generation(d, before);
-    sk.pull(&(d.at)("ci/app:1"), ROBOT.into_creds())
-        .assert_failed(REFUSED);
+    sk.pull(&d.at("ci/app:1"), ROBOT.into_creds())
+        .assert_failed(Deployment::REFUSED);
     sk.pull(
-        &(d.at)("ci/app:1"),
+        &d.at("ci/app:1"),
         (ROBOT.0, robot_secret.as_str()).into_creds(),
     )
     .assert_pulled(&app);
     let robot_img = make_image(d.h, "robot-push");
     sk.push(
         &robot_img,
-        &(d.at)("ci/robot:1"),
+        &d.at("ci/robot:1"),
         (ROBOT.0, robot_secret.as_str()).into_creds(),
     )
-    .assert_failed(REFUSED);
+    .assert_failed(Deployment::REFUSED);
 
     // list: one line a token, id first; never a secret.
     let listed = regauth_cmd(&["token", "list", "--config", path_str(&config)], "");
@@ -244,17 +187,17 @@ fn scenario(d: &Deployment<'_>) {
     let r = token_request(d.regauth, "/token", SERVICE, Some(alice_token), &[]);
     assert_eq!(r.status, 401, "revoked token: {}", r.text());
     let again = make_image(d.h, "ci-app-2");
-    sk.push(&again, &(d.at)("ci/app:2"), alice_token.into_creds())
-        .assert_failed(REFUSED);
-    sk.pull(&(d.at)("ci/app:1"), alice_token.into_creds())
-        .assert_failed(REFUSED);
+    sk.push(&again, &d.at("ci/app:2"), alice_token.into_creds())
+        .assert_failed(Deployment::REFUSED);
+    sk.pull(&d.at("ci/app:1"), alice_token.into_creds())
+        .assert_failed(Deployment::REFUSED);
     if let Some(refresh) = refresh {
         let r = refresh_grant(d.regauth, &refresh, "repository:ci/app:pull");
         assert_eq!(r.status, 401, "refresh after revoke: {}", r.text());
     }
     // The robot's token is untouched.
     sk.pull(
-        &(d.at)("ci/app:1"),
+        &d.at("ci/app:1"),
         (ROBOT.0, robot_secret.as_str()).into_creds(),
     )
     .assert_pulled(&app);
@@ -271,8 +214,8 @@ fn scenario(d: &Deployment<'_>) {
     );
     let r = token_request(d.regauth, "/token", SERVICE, Some((ALICE.0, &short)), &[]);
     assert_eq!(r.status, 401, "expired token: {}", r.text());
-    sk.pull(&(d.at)("ci/app:1"), (ALICE.0, short.as_str()).into_creds())
-        .assert_failed(REFUSED);
+    sk.pull(&d.at("ci/app:1"), (ALICE.0, short.as_str()).into_creds())
+        .assert_failed(Deployment::REFUSED);
 }
 
 /// `regauth token create`; asserts stdout is the secret alone on one line.

@@ -117,31 +117,21 @@ impl Site {
     /// the realm is an nginx in front of regauth that answers every POST with 404, as a
     /// token server without the OAuth2 form would (containerd then falls back to GET).
     fn registry_token_auth(label: &str, get_only_front: bool) -> Site {
-        let mut h = Harness::new(label);
-        let (_, cert) = keygen(&h, "ES256", "token");
-        let front_port = free_port();
-        let regauth_addr = reserve_tcp();
-        let realm = if get_only_front {
-            format!("http://127.0.0.1:{front_port}/token")
-        } else {
-            format!("http://{regauth_addr}/token")
-        };
-        let registry = start_registry(
-            &mut h,
-            Some(TokenAuth {
-                realm: &realm,
-                service: SERVICE,
-                issuer: ISSUER,
-                rootcertbundle: &cert,
-            }),
+        let front_port = get_only_front.then(free_port);
+        let front = front_port.map(|port| format!("127.0.0.1:{port}"));
+        let TokenAuthSite {
+            mut h,
+            registry,
+            regauth_addr,
+            regauth,
+            ..
+        } = TokenAuthSite::start_in(
+            Harness::new(label),
+            "ES256",
+            front.as_deref(),
+            regauth_config,
         );
-        let token_ep = Endpoint::Tcp(regauth_addr.clone());
-        start_regauth(
-            &mut h,
-            &regauth_config(&realm, json!([regauth_addr])),
-            &token_ep,
-        );
-        if get_only_front {
+        if let Some(front_port) = front_port {
             let front = format!(
                 r#"
 server {{
@@ -164,7 +154,7 @@ server {{
             h,
             host: registry,
             tls: false,
-            token_ep,
+            token_ep: regauth,
             sk,
         }
     }
@@ -172,13 +162,7 @@ server {{
     /// The shipped nginx site in front of a registry without auth; clients use its TLS
     /// listener, the test asks for tokens on its plain-HTTP one.
     fn nginx(label: &str) -> Site {
-        let NginxSite { h, tls, plain, .. } = NginxSite::start(label, |realm, socket, tcp| {
-            let listen = json!([
-                tcp,
-                { "address": format!("unix:{}", socket.display()), "trusted": true, "mode": "0666" },
-            ]);
-            regauth_config(realm, listen)
-        });
+        let NginxSite { h, tls, plain, .. } = NginxSite::start(label, regauth_config);
         let sk = Skopeo::new(&h);
         Site {
             h,

@@ -15,12 +15,6 @@ use support::*;
 
 const SERVICE: &str = "registry.test";
 const ISSUER: &str = "regauth-e2e";
-const REFUSED: &[&str] = &[
-    "authentication required",
-    "unauthorized",
-    "denied",
-    "403 (Forbidden)",
-];
 
 /// The `federation` entry: GitHub-style claims, the owner `Acme` on any branch.
 fn federation(issuer: &OidcIssuer) -> Value {
@@ -41,83 +35,36 @@ fn acl() -> Value {
     ])
 }
 
-struct Deployment<'a> {
-    h: &'a Harness,
-    at: &'a dyn Fn(&str) -> String,
-    /// The registry's `host:port` as clients log in to it.
-    host: &'a str,
-    regauth: &'a Endpoint,
-    /// `/token` answers the federation errors itself (token auth), or nginx's `/auth`
-    /// does (Basic mode).
-    token_auth: bool,
+/// The regauth config both deployments share.
+fn config(issuer: &OidcIssuer, realm: &str, listen: Value, auth: Value) -> Value {
+    json!({
+        "service": SERVICE,
+        "issuer": ISSUER,
+        "realm": realm,
+        "listen": listen,
+        "token": { "algorithm": "ES256", "private_key": "token.key", "certificate": "token.crt" },
+        "acl": acl(),
+        "federation": federation(issuer),
+        "auth": auth,
+    })
 }
 
 #[test]
 fn federation_with_registry_token_auth() {
     let mut issuer = OidcIssuer::start("fed-t");
-    let mut h = Harness::new("fed-t");
-    let (_, cert) = keygen(&h, "ES256", "token");
-    let regauth_addr = format!("127.0.0.1:{}", free_port());
-    let realm = format!("http://{regauth_addr}/token");
-    let registry = start_registry(
-        &mut h,
-        Some(TokenAuth {
-            realm: &realm,
-            service: SERVICE,
-            issuer: ISSUER,
-            rootcertbundle: &cert,
-        }),
-    );
-    let config = json!({
-        "service": SERVICE,
-        "issuer": ISSUER,
-        "realm": realm,
-        "listen": [regauth_addr],
-        "token": { "algorithm": "ES256", "private_key": "token.key", "certificate": "token.crt" },
-        "acl": acl(),
-        "federation": federation(&issuer),
+    let s = TokenAuthSite::start("fed-t", "ES256", |realm, listen| {
+        config(&issuer, realm, listen, json!({}))
     });
-    let regauth = Endpoint::Tcp(regauth_addr);
-    start_regauth(&mut h, &config, &regauth);
-    let at = |repo: &str| format!("{registry}/{repo}");
-    scenario(
-        &Deployment {
-            h: &h,
-            at: &at,
-            host: &registry,
-            regauth: &regauth,
-            token_auth: true,
-        },
-        &mut issuer,
-    );
+    scenario(&s.deployment(), &mut issuer);
 }
 
 #[test]
 fn federation_with_nginx_auth_request() {
     let mut issuer = OidcIssuer::start("fed-n");
-    let s = NginxSite::start("fed-n", |realm, socket, tcp| {
-        json!({
-            "service": SERVICE,
-            "issuer": ISSUER,
-            "realm": realm,
-            "listen": [tcp, { "address": format!("unix:{}", socket.display()), "trusted": true, "mode": "0666" }],
-            "token": { "algorithm": "ES256", "private_key": "token.key", "certificate": "token.crt" },
-            "acl": acl(),
-            "federation": federation(&issuer),
-            "auth": { "mode": "basic" },
-        })
+    let s = NginxSite::start("fed-n", |realm, listen| {
+        config(&issuer, realm, listen, json!({ "mode": "basic" }))
     });
-    let at = |repo: &str| s.at(repo);
-    scenario(
-        &Deployment {
-            h: &s.h,
-            at: &at,
-            host: &s.tls,
-            regauth: &s.regauth_tcp,
-            token_auth: false,
-        },
-        &mut issuer,
-    );
+    scenario(&s.deployment(), &mut issuer);
 }
 
 fn scenario(d: &Deployment<'_>, issuer: &mut OidcIssuer) {
@@ -126,17 +73,14 @@ fn scenario(d: &Deployment<'_>, issuer: &mut OidcIssuer) {
 
     // Login with the ID token as the password (any user name): push and pull in ci-acme/.
     let app = make_image(d.h, "fed-app");
-    sk.push(&app, &(d.at)("ci-acme/app:1"), Creds::User("ci", &good))
+    sk.push(&app, &d.at("ci-acme/app:1"), Creds::User("ci", &good))
         .assert_ok();
-    sk.pull(
-        &(d.at)("ci-acme/app:1"),
-        Creds::User("x-access-token", &good),
-    )
-    .assert_pulled(&app);
+    sk.pull(&d.at("ci-acme/app:1"), Creds::User("x-access-token", &good))
+        .assert_pulled(&app);
     // The ACL still decides: not outside the mapped account's namespace.
     let other = make_image(d.h, "fed-other");
-    sk.push(&other, &(d.at)("ci-other/app:1"), Creds::User("ci", &good))
-        .assert_failed(REFUSED);
+    sk.push(&other, &d.at("ci-other/app:1"), Creds::User("ci", &good))
+        .assert_failed(Deployment::REFUSED);
     let line = d.h.wait_for_log_line("regauth", "ci-acme");
     assert!(
         line.contains("federation") || line.contains(&issuer.url),
@@ -146,7 +90,7 @@ fn scenario(d: &Deployment<'_>, issuer: &mut OidcIssuer) {
     // podman, as in the GitLab CI example: login with the ID token, push, pull.
     let podman = Podman::new(d.h);
     let podman_app = make_image(d.h, "fed-podman");
-    let podman_ref = (d.at)("ci-acme/podman:1");
+    let podman_ref = d.at("ci-acme/podman:1");
     podman.load(d.h, &podman_app, &podman_ref);
     podman.login(d.h, d.host, ("gitlab-ci", &good)).assert_ok();
     podman.push(d.h, &podman_ref).assert_ok();
@@ -155,16 +99,12 @@ fn scenario(d: &Deployment<'_>, issuer: &mut OidcIssuer) {
     // A failed condition (a tag, not a branch): refused.
     let tag = issuer.mint(&issuer.github_claims(SERVICE, "Acme", "refs/tags/v1"));
     let refused = make_image(d.h, "fed-tag");
-    sk.push(
-        &refused,
-        &(d.at)("ci-acme/app:tag"),
-        Creds::User("ci", &tag),
-    )
-    .assert_failed(REFUSED);
+    sk.push(&refused, &d.at("ci-acme/app:tag"), Creds::User("ci", &tag))
+        .assert_failed(Deployment::REFUSED);
     // Another owner: refused by the owner condition.
     let evil = issuer.mint(&issuer.github_claims(SERVICE, "Evil", "refs/heads/main"));
-    sk.pull(&(d.at)("ci-acme/app:1"), Creds::User("ci", &evil))
-        .assert_failed(REFUSED);
+    sk.pull(&d.at("ci-acme/app:1"), Creds::User("ci", &evil))
+        .assert_failed(Deployment::REFUSED);
 
     // Each failure mode: a 401 with a clear error, and an audit line.
     let mut expired_claims = issuer.github_claims(SERVICE, "Acme", "refs/heads/main");
@@ -225,6 +165,6 @@ fn scenario(d: &Deployment<'_>, issuer: &mut OidcIssuer) {
     issuer.stop();
     let later = issuer.mint(&issuer.github_claims(SERVICE, "Acme", "refs/heads/release"));
     let again = make_image(d.h, "fed-app-2");
-    sk.push(&again, &(d.at)("ci-acme/app:2"), Creds::User("ci", &later))
+    sk.push(&again, &d.at("ci-acme/app:2"), Creds::User("ci", &later))
         .assert_ok();
 }

@@ -9,8 +9,6 @@
 
 mod support;
 
-use std::path::Path;
-
 use serde_json::{json, Value};
 use support::*;
 
@@ -123,26 +121,15 @@ fn ask_auth(ep: &Endpoint, uri: &str, extra: &[(&str, &str)]) -> Response {
 fn registry_token_auth_with_ldap_users() {
     let mut h = Harness::new("ldap-token");
     let slapd = start_directory(&mut h);
-    let (_, cert) = keygen(&h, "ES256", "token");
-    let regauth_addr = format!("127.0.0.1:{}", free_port());
-    let realm = format!("http://{regauth_addr}/token");
-    let registry = start_registry(
-        &mut h,
-        Some(TokenAuth {
-            realm: &realm,
-            service: SERVICE,
-            issuer: ISSUER,
-            rootcertbundle: &cert,
-        }),
-    );
-    let regauth = Endpoint::Tcp(regauth_addr.clone());
-    let config = config(
-        &slapd,
-        &realm,
-        json!([regauth_addr]),
-        json!({"mode": "token"}),
-    );
-    start_regauth(&mut h, &config, &regauth);
+    let site = TokenAuthSite::start_in(h, "ES256", None, |realm, listen| {
+        config(&slapd, realm, listen, json!({"mode": "token"}))
+    });
+    let TokenAuthSite {
+        mut h,
+        registry,
+        regauth,
+        ..
+    } = site;
     let at = |repo: &str| format!("{registry}/{repo}");
 
     // skopeo: a dev pushes and pulls, a reader pulls but cannot push, a user in no group
@@ -256,11 +243,11 @@ fn registry_token_auth_with_ldap_users() {
 fn nginx_auth_request_with_ldap_users() {
     let mut slapd_h = Harness::new("ldap-nginx-dir");
     let slapd = start_directory(&mut slapd_h);
-    let s = NginxSite::start("ldap-nginx", |realm, socket, tcp| {
+    let s = NginxSite::start("ldap-nginx", |realm, listen| {
         config(
             &slapd,
             realm,
-            listeners(socket, tcp),
+            listen,
             json!({
                 "mode": "basic",
                 "trusted_user_header": "X-Authenticated-User",
@@ -348,11 +335,4 @@ fn nginx_auth_request_with_ldap_users() {
     sk.pull(&s.at("team/app:1"), user(FRANK))
         .assert_pulled(&app);
     drop(slapd_h);
-}
-
-fn listeners(socket: &Path, tcp: &str) -> Value {
-    json!([
-        tcp,
-        { "address": format!("unix:{}", socket.display()), "trusted": true, "mode": "0666" },
-    ])
 }

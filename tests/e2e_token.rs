@@ -46,55 +46,43 @@ struct Setup {
 
 impl Setup {
     fn start(algorithm: &str) -> Setup {
-        let mut h = Harness::new(&format!("token-{}", algorithm.to_lowercase()));
-        let (_, cert) = keygen(&h, algorithm, "token");
-        let regauth_addr = reserve_tcp();
-        let realm = format!("http://{regauth_addr}/token");
-        let registry = start_registry(
-            &mut h,
-            Some(TokenAuth {
-                realm: &realm,
-                service: SERVICE,
-                issuer: ISSUER,
-                rootcertbundle: &cert,
-            }),
-        );
+        let h = Harness::new(&format!("token-{}", algorithm.to_lowercase()));
         h.write("users.htpasswd", htpasswd_line(CAROL.0, CAROL.1));
         // Relative paths: the key, certificate and htpasswd file sit beside the config.
-        let config = json!({
-            "service": SERVICE,
-            "issuer": ISSUER,
-            "realm": realm,
-            "listen": [regauth_addr],
-            "token": {
-                "algorithm": algorithm,
-                "private_key": "token.key",
-                "certificate": "token.crt",
-                "expiration_secs": 300,
-                "kid": "libtrust",
-            },
-            "users": {
-                "alice": { "password": hash_password(ALICE.1) },
-                "bob": { "password": hash_password(BOB.1) },
-                "admin": { "password": hash_password(ADMIN.1), "groups": ["ops"] },
-            },
-            "htpasswd": "users.htpasswd",
-            "acl": [
-                { "account": "admin", "type": "registry", "name": "catalog", "actions": ["*"] },
-                { "group": "ops", "name": "**", "actions": ["*"] },
-                { "account": "bob", "name": "alice/**", "actions": ["pull"] },
-                { "account": "carol", "name": "alice/**", "actions": ["pull", "push"] },
-                { "account": "*", "name": "${account}/**", "actions": ["pull", "push", "delete"] },
-                { "account": "", "name": "public/**", "actions": ["pull"] },
-            ],
+        let site = TokenAuthSite::start_in(h, algorithm, None, |realm, listen| {
+            json!({
+                "service": SERVICE,
+                "issuer": ISSUER,
+                "realm": realm,
+                "listen": listen,
+                "token": {
+                    "algorithm": algorithm,
+                    "private_key": "token.key",
+                    "certificate": "token.crt",
+                    "expiration_secs": 300,
+                    "kid": "libtrust",
+                },
+                "users": {
+                    "alice": { "password": hash_password(ALICE.1) },
+                    "bob": { "password": hash_password(BOB.1) },
+                    "admin": { "password": hash_password(ADMIN.1), "groups": ["ops"] },
+                },
+                "htpasswd": "users.htpasswd",
+                "acl": [
+                    { "account": "admin", "type": "registry", "name": "catalog", "actions": ["*"] },
+                    { "group": "ops", "name": "**", "actions": ["*"] },
+                    { "account": "bob", "name": "alice/**", "actions": ["pull"] },
+                    { "account": "carol", "name": "alice/**", "actions": ["pull", "push"] },
+                    { "account": "*", "name": "${account}/**", "actions": ["pull", "push", "delete"] },
+                    { "account": "", "name": "public/**", "actions": ["pull"] },
+                ],
+            })
         });
-        let regauth = Endpoint::Tcp(regauth_addr);
-        start_regauth(&mut h, &config, &regauth);
-        let sk = Skopeo::new(&h);
+        let sk = Skopeo::new(&site.h);
         Setup {
-            h,
-            registry,
-            regauth,
+            h: site.h,
+            registry: site.registry,
+            regauth: site.regauth,
             sk,
         }
     }

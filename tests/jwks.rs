@@ -167,7 +167,7 @@ fn jose_verify(h: &Harness, verifier: &Path, set: &str, tokens: &[&str]) -> (boo
 fn tokens_verify_against_the_printed_jwks_across_a_rotation() {
     let mut h = Harness::new("jwks-rotation");
     let (old_key, old_cert) = rsa_key(&h, "old");
-    let addr = format!("127.0.0.1:{}", free_port());
+    let addr = reserve_tcp();
     let ep = Endpoint::Tcp(addr.clone());
     let scope = ["repository:public/app:pull"];
 

@@ -238,7 +238,8 @@ fn logins_over_starttls_and_ldaps_with_a_test_ca() {
 fn a_directory_that_is_down_or_silent_is_unavailable_within_the_timeout() {
     let h = Harness::new("ldap-down");
     let password = h.write("service.secret", LDAP_SERVICE_PASSWORD);
-    let closed_port = free_port();
+    // Nobody listens there, and nobody can while the test runs.
+    let closed = RefusingPort::bind();
     // A listener that accepts connections and never answers.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_url = format!("ldap://127.0.0.1:{}", silent.local_addr().unwrap().port());
@@ -254,7 +255,7 @@ fn a_directory_that_is_down_or_silent_is_unavailable_within_the_timeout() {
     };
     let rt = runtime();
     rt.block_on(async {
-        let down = directory(&make(&format!("ldap://127.0.0.1:{closed_port}")));
+        let down = directory(&make(&format!("ldap://{}", closed.addr())));
         assert!(matches!(
             down.login("alice", "alice-pw").await,
             Err(DirectoryError::Unavailable(reason)) if reason.contains("connect")

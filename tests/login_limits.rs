@@ -24,7 +24,7 @@ fn start(label: &str, users: Value, login_limits: Value) -> Server {
     let mut h = Harness::new(label);
     keygen(&h, "ES256", "token");
     let socket = h.file("regauth.sock");
-    let tcp = format!("127.0.0.1:{}", free_port());
+    let tcp = reserve_tcp();
     let config = json!({
         "service": SERVICE,
         "issuer": "regauth-it",
@@ -205,12 +205,12 @@ fn one_address_cannot_take_every_bcrypt_worker() {
 
 #[test]
 fn through_nginx_the_client_is_the_address_nginx_appended() {
-    let s = NginxSite::start("limiter-nginx", |realm, socket, tcp| {
+    let s = NginxSite::start("limiter-nginx", |realm, listen| {
         json!({
             "service": SERVICE,
             "issuer": "regauth-it",
             "realm": realm,
-            "listen": [tcp, { "address": format!("unix:{}", socket.display()), "trusted": true, "mode": "0666" }],
+            "listen": listen,
             "token": { "algorithm": "ES256", "private_key": "token.key", "certificate": "token.crt" },
             "users": { "alice": { "password": hash_password("alice-pw") } },
             "acl": [{ "account": "*", "name": "${account}/**", "actions": ["pull"] }],

@@ -10,7 +10,7 @@ use serde::de::{self, Error as _, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use super::sections::{AuthSettings, ConnectionBudget};
-use super::values::HeaderField;
+use super::values::{deserialize_parsed, HeaderField};
 
 /// One listener, as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +91,77 @@ impl Listener {
     /// Whether it is a unix socket.
     pub fn is_unix(&self) -> bool {
         matches!(self.address, ListenAddress::Unix(_))
+    }
+
+    /// What `check-config` and the start-up log warn about this listener's
+    /// trust (`auth` names the headers it believes), one line each.
+    ///
+    /// A trusted listener believes the last `X-Forwarded-For` entry and,
+    /// with `auth.trusted_user_header`, the user (and groups) a proxy names.
+    /// On TCP, anyone who reaches the port can send those. Behind Caddy or
+    /// Traefik, so can any client of the proxy: both pass every client
+    /// header on to `/auth`, and unlike the shipped nginx include they do
+    /// not overwrite the user header unless told to. (The address needs no
+    /// warning there: both set `X-Forwarded-For` themselves, ending in the
+    /// client's address.)
+    pub fn trust_warnings(&self, auth: &AuthSettings) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if !self.trusted {
+            return warnings;
+        }
+        if !self.is_unix() {
+            warnings.push(format!(
+                "{} is trusted: anyone who can reach this TCP port may name any account in {}; \
+                 make sure only the front proxy can",
+                self.address,
+                auth.trusted_user_header
+                    .as_ref()
+                    .map_or("auth.trusted_user_header", HeaderField::as_str)
+            ));
+        }
+        let Some(user) = &auth.trusted_user_header else {
+            return warnings;
+        };
+        let headers: Vec<&str> = [Some(user), auth.trusted_groups_header.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(HeaderField::as_str)
+            .collect();
+        let each = |spelled: fn(&str) -> String| -> String {
+            let spelled: Vec<String> = headers.iter().map(|name| spelled(name)).collect();
+            spelled.join(", ")
+        };
+        let (proxy, handler, remedy) = match self.front {
+            // nginx passes client headers on too, but the shipped include
+            // overwrites both (README: the auth_request endpoint).
+            Front::Nginx => return warnings,
+            Front::Caddy => (
+                "Caddy",
+                "forward_auth",
+                format!(
+                    "drop the client's copies before forward_auth ({})",
+                    each(|name| format!("`request_header -{name}`"))
+                ),
+            ),
+            Front::Traefik => (
+                "Traefik",
+                "ForwardAuth",
+                format!(
+                    "empty the client's copies before forwardAuth (a `headers` middleware with \
+                     customRequestHeaders {})",
+                    each(|name| format!("`{name}: \"\"`"))
+                ),
+            ),
+        };
+        warnings.push(format!(
+            "{} (front {}) is trusted: {proxy} passes every client header on to {handler}, so a \
+             client may send its own {} and be any account; remove `trusted` from this \
+             listener, or, if {proxy} names the user itself, {remedy}",
+            self.address,
+            self.front.name(),
+            headers.join(" or "),
+        ));
+        warnings
     }
 }
 
@@ -194,9 +265,7 @@ impl FromStr for ListenAddress {
 
 impl<'de> Deserialize<'de> for ListenAddress {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer)?
-            .parse()
-            .map_err(D::Error::custom)
+        deserialize_parsed(deserializer)
     }
 }
 
@@ -225,9 +294,7 @@ impl FromStr for SocketMode {
 
 impl<'de> Deserialize<'de> for SocketMode {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer)?
-            .parse()
-            .map_err(D::Error::custom)
+        deserialize_parsed(deserializer)
     }
 }
 
@@ -250,6 +317,89 @@ mod tests {
         assert_eq!("0660".parse::<SocketMode>().unwrap().bits(), 0o660);
         assert!("0800".parse::<SocketMode>().is_err());
         assert!("1777".parse::<SocketMode>().is_err());
+    }
+
+    fn listener(json: &str) -> Listener {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn naming_users(groups: bool) -> AuthSettings {
+        AuthSettings {
+            trusted_user_header: Some(HeaderField::from_static("X-Authenticated-User")),
+            trusted_groups_header: groups
+                .then(|| HeaderField::from_static("X-Authenticated-Groups")),
+            ..AuthSettings::default()
+        }
+    }
+
+    #[test]
+    fn a_trusted_caddy_or_traefik_listener_that_believes_a_user_header_is_warned_about() {
+        let caddy =
+            listener(r#"{"address": "unix:/run/caddy.sock", "front": "caddy", "trusted": true}"#);
+        assert_eq!(
+            caddy.trust_warnings(&naming_users(true)),
+            [
+                "unix:/run/caddy.sock (front caddy) is trusted: Caddy passes every client header \
+                 on to forward_auth, so a client may send its own X-Authenticated-User or \
+                 X-Authenticated-Groups and be any account; remove `trusted` from this \
+                 listener, or, if Caddy names the user itself, drop the client's copies before \
+                 forward_auth (`request_header -X-Authenticated-User`, \
+                 `request_header -X-Authenticated-Groups`)"
+            ]
+        );
+
+        // On TCP, the port's own warning comes first.
+        let traefik =
+            listener(r#"{"address": "127.0.0.1:5002", "front": "traefik", "trusted": true}"#);
+        let warnings = traefik.trust_warnings(&naming_users(false));
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("127.0.0.1:5002 is trusted: anyone who can reach"));
+        assert_eq!(
+            warnings[1],
+            "127.0.0.1:5002 (front traefik) is trusted: Traefik passes every client header on \
+             to ForwardAuth, so a client may send its own X-Authenticated-User and be any \
+             account; remove `trusted` from this listener, or, if Traefik names the user \
+             itself, empty the client's copies before forwardAuth (a `headers` middleware with \
+             customRequestHeaders `X-Authenticated-User: \"\"`)"
+        );
+    }
+
+    #[test]
+    fn trust_that_names_no_user_or_sits_behind_nginx_is_quiet_on_a_unix_socket() {
+        let quiet = [
+            // Trust picks only the client address from X-Forwarded-For,
+            // which Caddy and Traefik set themselves.
+            (
+                r#"{"address": "unix:/c.sock", "front": "caddy", "trusted": true}"#,
+                false,
+            ),
+            (r#"{"address": "unix:/c.sock", "front": "caddy"}"#, true),
+            // The shipped nginx include overwrites the user header.
+            (r#"{"address": "unix:/n.sock", "trusted": true}"#, true),
+        ];
+        for (json, names_users) in quiet {
+            let auth = if names_users {
+                naming_users(true)
+            } else {
+                AuthSettings::default()
+            };
+            assert!(listener(json).trust_warnings(&auth).is_empty(), "{json}");
+        }
+    }
+
+    #[test]
+    fn a_trusted_tcp_port_is_warned_about_whatever_its_front() {
+        let nginx = listener(r#"{"address": "127.0.0.1:5002", "trusted": true}"#);
+        assert_eq!(
+            nginx.trust_warnings(&AuthSettings::default()),
+            [
+                "127.0.0.1:5002 is trusted: anyone who can reach this TCP port may name any \
+                 account in auth.trusted_user_header; make sure only the front proxy can"
+            ]
+        );
+        assert!(listener(r#""127.0.0.1:5002""#)
+            .trust_warnings(&naming_users(true))
+            .is_empty());
     }
 
     #[test]

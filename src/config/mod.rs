@@ -13,10 +13,12 @@
 //! several fields, or text that is kept as text.
 //!
 //! The top-level document lives here; the sections have their own files:
-//! [`listen`] (listeners), [`sections`] (`token`, `users`, `auth`, `log`,
-//! `limits`, one type per section), [`ldap`] (the directory), [`values`]
-//! (the self-checking value types). A new feature adds its section type and
-//! one field below.
+//! [`listen`] (listeners, their front proxy, and what `check-config` warns
+//! about their trust), [`sections`] (`token`, `users`, `auth`, `log`,
+//! `limits`, one type per section), [`ldap`] (the directory),
+//! [`federation`] (trusted OIDC issuers), [`login_limits`], [`registry`]
+//! (what verifies the tokens, for warnings), [`values`] (the self-checking
+//! value types). A new feature adds its section type and one field below.
 
 mod federation;
 mod ldap;

@@ -197,10 +197,21 @@ impl fmt::Display for HeaderField {
 
 impl<'de> Deserialize<'de> for HeaderField {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer)?
-            .parse()
-            .map_err(D::Error::custom)
+        deserialize_parsed(deserializer)
     }
+}
+
+/// Reads a value the config writes as a string through its one parser,
+/// its [`FromStr`]; the parser's message becomes the load error.
+pub(super) fn deserialize_parsed<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    String::deserialize(deserializer)?
+        .parse()
+        .map_err(D::Error::custom)
 }
 
 #[cfg(test)]

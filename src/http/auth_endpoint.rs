@@ -203,7 +203,7 @@ async fn identify(
                 password: &password,
                 client: client_address(connection, request.headers()),
             };
-            match identity::authenticate(state, snapshot, &credentials).await {
+            match identity::authenticate(state, snapshot, &credentials, now).await {
                 Ok(identity) => Caller::Identified(identity),
                 Err(error) => Caller::Unproven(Unproven::Refused {
                     account: user,

@@ -120,7 +120,7 @@ async fn authenticate(
                 password,
                 client: request.client,
             };
-            identity::authenticate(state, snapshot, &credentials)
+            identity::authenticate(state, snapshot, &credentials, now)
                 .await
                 .map(Some)
         }

@@ -90,14 +90,14 @@ impl std::fmt::Debug for KeySource {
 #[error("{0}")]
 pub struct FetchError(String);
 
+/// A fetch under way: the JWKS's `keys` array, or why there is none.
+pub type Fetching<'a> = Pin<Box<dyn Future<Output = Result<Vec<Value>, FetchError>> + Send + 'a>>;
+
 /// Fetches an issuer's JWKS (the `keys` array). A trait so the cache can be
 /// tested without a network; [`HttpsFetcher`] is the real one.
 pub trait FetchKeys: Send + Sync + 'static {
     /// The JWKS of `source`'s issuer.
-    fn fetch<'a>(
-        &'a self,
-        source: &'a KeySource,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<Value>, FetchError>> + Send + 'a>>;
+    fn fetch<'a>(&'a self, source: &'a KeySource) -> Fetching<'a>;
 }
 
 /// The keys of one issuer at one moment.
@@ -347,10 +347,7 @@ pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, S
 pub struct HttpsFetcher;
 
 impl FetchKeys for HttpsFetcher {
-    fn fetch<'a>(
-        &'a self,
-        source: &'a KeySource,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<Value>, FetchError>> + Send + 'a>> {
+    fn fetch<'a>(&'a self, source: &'a KeySource) -> Fetching<'a> {
         Box::pin(async move {
             let jwks_uri = match &source.jwks_uri {
                 Some(uri) => uri.clone(),
@@ -469,10 +466,7 @@ mod tests {
     }
 
     impl FetchKeys for Scripted {
-        fn fetch<'a>(
-            &'a self,
-            _: &'a KeySource,
-        ) -> Pin<Box<dyn Future<Output = Result<Vec<Value>, FetchError>> + Send + 'a>> {
+        fn fetch<'a>(&'a self, _: &'a KeySource) -> Fetching<'a> {
             Box::pin(async move {
                 self.calls.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(self.delay).await;

@@ -4,9 +4,10 @@
 //! # The seam
 //!
 //! - [`authenticate`] is the one entry point for Basic credentials (a user
-//!   name and a password) with the client's address: `GET /token` with
-//!   Basic, the OAuth2 password grant and `/auth` in Basic mode all go
-//!   through it. Each source that checks a secret is tried there, behind the
+//!   name and a password) with the client's address and the request's one
+//!   reading of the clock (no source reads the wall clock itself): `GET
+//!   /token` with Basic, the OAuth2 password grant and `/auth` in Basic
+//!   mode all go through it. Each source that checks a secret is tried there, behind the
 //!   login limiter, chosen by the password's shape: [`api_tokens`] (scoped
 //!   API tokens, `rgt_…`), [`federation`] (OIDC ID tokens of trusted
 //!   issuers, whose keys [`jwks`] fetches and caches), else [`files`]
@@ -218,13 +219,17 @@ pub struct Credentials<'a> {
 /// one shape is never tried as another, so a revoked token cannot fall
 /// through to a bcrypt check, nor a password to a token lookup. Every
 /// source runs behind the login limiter ([`login_limits`]).
+///
+/// `now` (unix seconds) is the request's one reading of the clock, against
+/// which API token expiry and ID token validity are checked.
 pub async fn authenticate(
     state: &State,
     snapshot: &Snapshot,
     credentials: &Credentials<'_>,
+    now: i64,
 ) -> Result<Identity, IdentityError> {
     let limits = &snapshot.config.login_limits;
-    let sources = check_secret(state, snapshot, credentials);
+    let sources = check_secret(state, snapshot, credentials, now);
     login_limits::behind_limiter(&state.login_limiter, limits, credentials, sources).await
 }
 
@@ -233,8 +238,8 @@ async fn check_secret(
     state: &State,
     snapshot: &Snapshot,
     credentials: &Credentials<'_>,
+    now: i64,
 ) -> Result<Identity, IdentityError> {
-    let now = unix_now();
     if api_tokens::looks_like_secret(credentials.password) {
         return api_tokens::authenticate(snapshot, credentials, now);
     }
@@ -305,15 +310,6 @@ async fn password_login(
     }
 }
 
-/// The current unix time in seconds, for the sources' pure checks.
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
-        })
-}
-
 /// The user a trusted front proxy names. `groups` is the proxy's group
 /// list (`auth.trusted_groups_header`) when it sent one: the proxy vouches
 /// for those. Without it, the groups of the file user of the same name.
@@ -372,6 +368,65 @@ pub fn group_list(groups: &[String]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::MissingKeys;
+    use api_tokens::{write_token_file, TokenFile, TokenRecord};
+    use time::OffsetDateTime;
+
+    /// A server whose one API token, for `ci`, expires at `expires`; its
+    /// secret; the directory holding the files.
+    fn state_with_a_token_expiring_at(
+        expires: i64,
+    ) -> (State, zeroize::Zeroizing<String>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = api_tokens::new_secret();
+        let tokens = TokenFile {
+            tokens: vec![TokenRecord {
+                id: "tok_1".into(),
+                account: "ci".into(),
+                scopes: vec!["repository:ci/**:pull".into()],
+                expires: Some(OffsetDateTime::from_unix_timestamp(expires).unwrap()),
+                description: String::new(),
+                created: OffsetDateTime::from_unix_timestamp(expires - 1000).unwrap(),
+                secret_sha256: secret.sha256_hex.clone(),
+            }],
+            ..TokenFile::default()
+        };
+        write_token_file(&dir.path().join("tokens.json"), &tokens).unwrap();
+        let config = serde_json::json!({
+            "service": "registry.test",
+            "issuer": "regauth",
+            "realm": "https://registry.test/token",
+            "token": { "algorithm": "ES256", "private_key": "token.key", "generate_if_missing": true },
+            "users": { "ci": { "password": "$2b$04$abcdefghijklmnopqrstuu5Ev2cDSNrKbKSexGgQ3MdRGchr5Qjha", "tokens_only": true } },
+            "api_tokens": "tokens.json",
+        });
+        let path = dir.path().join("regauth.json");
+        std::fs::write(&path, config.to_string()).unwrap();
+        let snapshot = Snapshot::load_with(&path, MissingKeys::Preview).unwrap();
+        let state = State::new(snapshot, path, None);
+        (state, secret.secret, dir)
+    }
+
+    /// The token expired in 2001: only the caller's clock reading, never
+    /// the wall clock, can find it still valid.
+    #[tokio::test]
+    async fn sources_judge_expiry_by_the_callers_clock_reading() {
+        const EXPIRES: i64 = 1_000_000_000;
+        let (state, secret, _dir) = state_with_a_token_expiring_at(EXPIRES);
+        let snapshot = state.snapshot();
+        let credentials = Credentials {
+            user: "ci",
+            password: &secret,
+            client: ClientAddress::Local,
+        };
+        let before = authenticate(&state, &snapshot, &credentials, EXPIRES - 1).await;
+        assert_eq!(before.unwrap().source.to_string(), "api_token tok_1");
+        let at = authenticate(&state, &snapshot, &credentials, EXPIRES).await;
+        assert!(
+            matches!(at, Err(IdentityError::WrongCredential { .. })),
+            "{at:?}"
+        );
+    }
 
     #[test]
     fn group_lists_round_trip_what_a_list_can_carry() {
@@ -392,6 +447,29 @@ mod tests {
         assert_eq!(group_list(&names(&["a,b"])), None);
         let many: Vec<String> = (0..1000).map(|i| format!("g{i}")).collect();
         assert_eq!(parse_group_list(&many.join(",")).len(), ldap::MAX_GROUPS);
+    }
+
+    /// The `source` field of both endpoints' audit lines, byte for byte:
+    /// the credential that vouched, never a secret; the client's own text
+    /// (a federated subject) quoted and escaped.
+    #[test]
+    fn audit_lines_name_the_source_and_its_credential() {
+        let named = |source: Source| source.to_string();
+        assert_eq!(named(Source::File), "file");
+        assert_eq!(named(Source::Ldap), "ldap");
+        assert_eq!(named(Source::RefreshToken), "refresh_token");
+        assert_eq!(named(Source::TrustedProxy), "trusted_proxy");
+        assert_eq!(
+            named(Source::ApiToken { id: "tok_1".into() }),
+            "api_token tok_1"
+        );
+        assert_eq!(
+            named(Source::Federation {
+                issuer: "https://issuer.test".into(),
+                subject: "repo:acme/app\n\"x=1".into(),
+            }),
+            r#"federation https://issuer.test sub="repo:acme/app\n\"x=1""#
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Helpers for the operations suite (`tests/ops.rs`) on top of the shared harness in
-//! `tests/support`: the test users, a started regauth with inline users, writing configs, starting `regauth serve` at a chosen config path
-//! (optionally with systemd-style inherited sockets), signals, waiting for exits, token
-//! requests and `/metrics` scrapes.
+//! `tests/support`: the test users, a started regauth with inline users, writing configs,
+//! starting `regauth serve` at a chosen config path (with the test's own sockets, or
+//! systemd-style ones the test chooses), signals, waiting for exits, token requests and
+//! `/metrics` scrapes.
 
 use std::fs;
 use std::os::fd::{AsRawFd, RawFd};
@@ -14,8 +15,8 @@ use serde_json::{json, Value};
 
 use crate::prometheus;
 use crate::support::{
-    basic_auth, free_port, get, hash_password, http, keygen, socket_activated_for, urlencode,
-    Endpoint, Harness, Response, REGAUTH,
+    basic_auth, get, hash_password, http, keygen, regauth_serve, reserve_tcp, socket_activated_for,
+    urlencode, Endpoint, Harness, Response,
 };
 
 /// The registry service name in every config here.
@@ -61,14 +62,12 @@ pub fn to_bytes(config: &Value) -> Vec<u8> {
 }
 
 /// The `regauth serve --config <config>` command, logging at debug unless `RUST_LOG` says
-/// otherwise.
+/// otherwise; TCP listeners (from [`reserve_tcp`]) and unix sockets handed over as
+/// [`regauth_serve`] does, read from the config file as it is now.
 pub fn serve_command(config: &Path) -> Command {
-    let mut cmd = Command::new(REGAUTH);
-    cmd.arg("serve").arg("--config").arg(config);
-    if std::env::var_os("RUST_LOG").is_none() {
-        cmd.env("RUST_LOG", "info,regauth=debug");
-    }
-    cmd
+    let text = fs::read(config).unwrap_or_else(|e| panic!("read {}: {e}", config.display()));
+    let doc: Value = serde_json::from_slice(&text).expect("the config is JSON");
+    regauth_serve(config, &doc)
 }
 
 /// Starts `regauth serve` on `config` and waits until `/healthz` answers on `probe`.
@@ -236,7 +235,7 @@ pub fn serve_inline(
     users: &[(&str, &str)],
 ) -> (Endpoint, std::path::PathBuf, Value) {
     let key = signing_key(h);
-    let addr = format!("127.0.0.1:{}", free_port());
+    let addr = reserve_tcp();
     let doc = config(json!([addr]), &key, users);
     let path = h.write("regauth.json", to_bytes(&doc));
     let ep = Endpoint::Tcp(addr);

@@ -46,7 +46,7 @@ fn reload_follows_a_kubernetes_style_symlink_swap() {
     // an update writes a new version directory and renames a new `..data` over the old.
     let mut h = Harness::new("ops-symlink");
     let key = signing_key(&h);
-    let addr = format!("127.0.0.1:{}", free_port());
+    let addr = reserve_tcp();
     let mut doc = config(json!([addr]), &key, &[]);
     doc["htpasswd"] = json!("users.htpasswd");
     let dir = h.mkdir("configmap");
@@ -89,7 +89,7 @@ struct Break<'a> {
 fn broken_configs_are_refused_reported_and_the_old_one_keeps_serving() {
     let mut h = Harness::new("ops-broken");
     let key = signing_key(&h);
-    let addr = format!("127.0.0.1:{}", free_port());
+    let addr = reserve_tcp();
     let mut doc = config(json!([addr]), &key, &[ALICE]);
     doc["htpasswd"] = json!("users.htpasswd");
     doc["log"] = json!({ "format": "json" });

@@ -19,11 +19,12 @@ use crate::support::*;
 fn socket_activation_serves_through_inherited_sockets() {
     let mut h = Harness::new("ops-activation");
     let key = signing_key(&h);
-    // The configured address is not bound when systemd passes sockets.
-    let configured = format!("127.0.0.1:{}", free_port());
+    // The configured address is not bound when systemd passes sockets. Its port is held
+    // without listening: a regauth that bound `listen` anyway would fail to start.
+    let configured = RefusingPort::bind();
     let path = h.write(
         "regauth.json",
-        to_bytes(&config(json!([configured]), &key, &[ALICE])),
+        to_bytes(&config(json!([configured.addr()]), &key, &[ALICE])),
     );
     let (tcp, tcp_addr) = tcp_socket();
     let unix_path = h.file("activated.sock");
@@ -39,7 +40,7 @@ fn socket_activation_serves_through_inherited_sockets() {
     );
     assert_eq!(token_status(&tcp_ep, ALICE.0, ALICE.1), 200);
     assert!(
-        TcpStream::connect(&configured).is_err(),
+        TcpStream::connect(configured.addr()).is_err(),
         "`listen` was bound too"
     );
     let log = h.log(REGAUTH_CHILD);
@@ -54,6 +55,8 @@ fn socket_activation_serves_through_inherited_sockets() {
 fn sockets_for_another_process_are_not_taken() {
     let mut h = Harness::new("ops-activation-pid");
     let key = signing_key(&h);
+    // regauth itself must bind this configured address, so it can only be a number that
+    // was free a moment ago (a bound socket cannot be handed over here: that is the point).
     let addr = format!("127.0.0.1:{}", free_port());
     let path = h.write("regauth.json", to_bytes(&config(json!([addr]), &key, &[])));
     let (tcp, _) = tcp_socket();
@@ -145,7 +148,7 @@ fn sigterm_drains_in_flight_requests_refuses_new_ones_and_exits_0() {
 fn a_private_key_readable_by_group_is_refused_with_the_fix() {
     let mut h = Harness::new("ops-keymode");
     let key = signing_key(&h);
-    let addr = format!("127.0.0.1:{}", free_port());
+    let addr = reserve_tcp();
     let path = h.write("regauth.json", to_bytes(&config(json!([addr]), &key, &[])));
     fs::set_permissions(&key, fs::Permissions::from_mode(0o640)).expect("chmod 640");
     let hint = format!("run `chmod 600 {}`", key.display());

@@ -11,7 +11,7 @@ use crate::support::*;
 fn a_trusted_tcp_listener_is_accepted_with_a_warning() {
     let mut h = Harness::new("ops-trusted-tcp");
     let key = signing_key(&h);
-    let addr = format!("127.0.0.1:{}", free_port());
+    let addr = reserve_tcp();
     let mut doc = config(
         json!([{ "address": addr, "trusted": true }]),
         &key,
@@ -47,7 +47,7 @@ fn a_trusted_tcp_listener_is_accepted_with_a_warning() {
 fn values_past_their_bounds_are_refused_before_serving() {
     let mut h = Harness::new("ops-bounds");
     let key = signing_key(&h);
-    let addr = format!("127.0.0.1:{}", free_port());
+    let addr = reserve_tcp();
     let mut doc = config(json!([addr]), &key, &[]);
     // This one used to pass check-config and make `serve` panic in the cache.
     doc["credential_cache_secs"] = json!(100_000_000_000_u64);

@@ -15,8 +15,9 @@
 //!
 //! Layout: this file owns the [`Harness`] (temp dir + children) and small utilities;
 //! `http` is a tiny HTTP/1.1 client, `peers` starts docker-registry / regauth / nginx,
-//! `image` builds OCI layouts and runs skopeo; `site` runs the shipped nginx example site;
-//! `slapd` runs an OpenLDAP directory seeded by the test.
+//! `image` builds OCI layouts and runs skopeo; `site` runs the two deployments (registry
+//! token auth, the shipped nginx example site);
+//! `slapd` runs an OpenLDAP directory seeded by the test; `tokens` signs tokens in the test.
 #![allow(dead_code)] // Each suite uses its own subset of the helpers.
 
 mod clients;
@@ -26,6 +27,7 @@ mod oidc;
 mod peers;
 mod site;
 mod slapd;
+mod tokens;
 
 // Not every suite uses every part.
 #[allow(unused_imports)]
@@ -42,6 +44,8 @@ pub use self::peers::*;
 pub use self::site::*;
 #[allow(unused_imports)]
 pub use self::slapd::*;
+#[allow(unused_imports)]
+pub use self::tokens::*;
 
 use std::fmt::Write as _;
 use std::fs;
@@ -301,8 +305,9 @@ fn tail(path: &Path, n: usize) -> String {
 static RESERVED: std::sync::Mutex<Vec<TcpListener>> = std::sync::Mutex::new(Vec::new());
 
 /// A loopback address (`127.0.0.1:PORT`) for a regauth listener, bound now and held until
-/// [`start_regauth`] hands the socket itself to regauth (systemd-style, `LISTEN_FDS`): no
-/// other test can take the port in between, as it could with [`free_port`]'s number.
+/// [`start_regauth`] (or [`regauth_serve`]) hands the socket itself to regauth
+/// (systemd-style, `LISTEN_FDS`): no other test can take the port in between, as it could
+/// with [`free_port`]'s number.
 pub fn reserve_tcp() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("local addr").to_string();
@@ -321,8 +326,49 @@ pub fn take_reserved(addr: &str) -> Option<TcpListener> {
     Some(reserved.swap_remove(index))
 }
 
-/// A loopback port that was free a moment ago, for peers that bind their own sockets
-/// (nginx, the registry, Caddy). regauth's addresses come from [`reserve_tcp`].
+/// A loopback address where nothing listens, and nothing can while this value lives: its
+/// port is held by a socket that is bound but never listens (and is not `SO_REUSEADDR`),
+/// so connections are refused and any other bind of it fails. For "nobody answers here"
+/// (a directory that is down) and "this address must not be bound" (`listen` ignored
+/// under socket activation: a regauth that tried would fail to start).
+pub struct RefusingPort {
+    /// Holds the port; never listens.
+    _socket: socket2::Socket,
+    addr: String,
+}
+
+impl RefusingPort {
+    /// Binds a fresh loopback port without listening on it.
+    pub fn bind() -> RefusingPort {
+        use socket2::{Domain, SockAddr, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("loopback");
+        socket.bind(&SockAddr::from(any)).expect("bind 127.0.0.1:0");
+        let addr = socket
+            .local_addr()
+            .ok()
+            .and_then(|bound| bound.as_socket())
+            .expect("bound address")
+            .to_string();
+        RefusingPort {
+            _socket: socket,
+            addr,
+        }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+}
+
+/// A loopback port that was free a moment ago (bound, closed, its number passed on).
+///
+/// Only for peers that bind their own sockets and cannot be handed one — nginx, the
+/// registry, Caddy, slapd, the OIDC issuer — and for the one regauth test that must see
+/// regauth bind a configured TCP address itself. Another test may take the port in the
+/// gap before the peer binds it; the peer then fails to start and the test fails loudly
+/// (it cannot pass wrongly). Every address regauth serves on comes from [`reserve_tcp`].
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -331,7 +377,8 @@ pub fn free_port() -> u16 {
 }
 
 /// `n` distinct loopback ports that were free a moment ago (all held open while choosing,
-/// so the kernel cannot hand out one of them twice).
+/// so the kernel cannot hand out one of them twice); the same caveat as [`free_port`],
+/// for the same peers.
 pub fn free_ports<const N: usize>() -> [u16; N] {
     let listeners: Vec<TcpListener> = (0..N)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))

@@ -164,27 +164,42 @@ pub fn htpasswd_line(user: &str, password: &str) -> String {
 }
 
 /// Writes `config` to `<tempdir>/regauth.json`, starts `regauth serve` as the child
-/// `regauth`, and waits until `GET /healthz` on `probe` answers 200.
+/// `regauth` (see [`regauth_serve`] for its sockets), and waits until `GET /healthz` on
+/// `probe` answers 200.
 pub fn start_regauth(h: &mut Harness, config: &serde_json::Value, probe: &Endpoint) {
     let path = h.write(
         "regauth.json",
         serde_json::to_vec_pretty(config).expect("config to JSON"),
     );
+    h.spawn("regauth", regauth_serve(&path, config));
+    h.wait_until("regauth", "GET /healthz", READY_TIMEOUT, || {
+        http(probe, "GET", "/healthz", &[], b"").is_ok_and(|r| r.status == 200)
+    });
+}
+
+/// `regauth serve --config <config_path>` (logging at debug unless `RUST_LOG` says
+/// otherwise), where `config` is the document at that path.
+///
+/// When `config` listens on TCP, every listener is bound here and handed over the way
+/// systemd does ([`socket_activated`]): each TCP address must come from [`reserve_tcp`]
+/// (already bound, so no port race), each unix socket is bound now; an inherited socket
+/// takes the options (trusted, front, ...) of the configured listener at its address.
+/// All of them, since inherited sockets replace `listen` whole. A config with only unix
+/// sockets is left to regauth to bind: a path in the test's temp dir cannot be raced for,
+/// and regauth's socket file handling (modes, stale files) stays under test.
+pub fn regauth_serve(config_path: &Path, config: &serde_json::Value) -> Command {
     let mut cmd = match bound_sockets(config) {
-        Some(sockets) => socket_activated(&path, sockets),
+        Some(sockets) => socket_activated(config_path, sockets),
         None => {
             let mut cmd = Command::new(REGAUTH);
-            cmd.arg("serve").arg("--config").arg(&path);
+            cmd.arg("serve").arg("--config").arg(config_path);
             cmd
         }
     };
     if std::env::var_os("RUST_LOG").is_none() {
         cmd.env("RUST_LOG", "info,regauth=debug");
     }
-    h.spawn("regauth", cmd);
-    h.wait_until("regauth", "GET /healthz", READY_TIMEOUT, || {
-        http(probe, "GET", "/healthz", &[], b"").is_ok_and(|r| r.status == 200)
-    });
+    cmd
 }
 
 /// Rewrites `<tempdir>/regauth.json` (as [`start_regauth`] wrote it) in place and waits
@@ -293,26 +308,38 @@ fn is_root(h: &Harness) -> bool {
     fs::metadata(h.path()).is_ok_and(|m| m.uid() == 0)
 }
 
-/// The sockets of `config`'s listeners when every one is a TCP address from
-/// [`reserve_tcp`]: already bound by the test, so no port race. `None` otherwise: a unix
-/// listener is left to regauth (its socket file handling is under test), and so is every
-/// other listener then, since inherited sockets replace `listen` whole; the reserved
-/// ports are released for it to bind.
+/// The sockets of `config`'s listeners, bound by the test, when one of them is TCP;
+/// `None` when they are all unix sockets (see [`regauth_serve`]).
 fn bound_sockets(config: &serde_json::Value) -> Option<Vec<std::os::fd::OwnedFd>> {
     let addresses: Vec<&str> = config["listen"]
         .as_array()?
         .iter()
-        .map(|entry| entry.as_str().or_else(|| entry["address"].as_str()))
-        .collect::<Option<_>>()?;
-    let reserved: Vec<Option<std::net::TcpListener>> = addresses
-        .iter()
-        .map(|address| super::take_reserved(address))
+        .map(|entry| {
+            entry
+                .as_str()
+                .or_else(|| entry["address"].as_str())
+                .unwrap_or_else(|| panic!("a listener without an address: {entry}"))
+        })
         .collect();
-    // Dropping the partial set releases its ports for regauth to bind.
-    reserved
-        .into_iter()
-        .map(|listener| listener.map(Into::into))
-        .collect()
+    if addresses.iter().all(|address| address.starts_with("unix:")) {
+        return None;
+    }
+    let sockets = addresses
+        .iter()
+        .map(|address| match address.strip_prefix("unix:") {
+            Some(path) => std::os::unix::net::UnixListener::bind(path)
+                .unwrap_or_else(|e| panic!("bind unix socket {path}: {e}"))
+                .into(),
+            None => super::take_reserved(address)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "regauth's listener {address} does not come from reserve_tcp(): \
+                     a port passed on by number can be taken by a parallel test first"
+                    )
+                })
+                .into(),
+        });
+    Some(sockets.collect())
 }
 
 /// `regauth serve --config <config>` started the way systemd starts a socket-activated

@@ -1,3 +1,7 @@
+//! The two deployments the e2e suites run, each in its own [`Harness`]:
+//! [`TokenAuthSite`] (docker-registry 2.8 with `auth: token`, regauth as its realm) and
+//! [`NginxSite`], below.
+//!
 //! The shipped nginx example site run for real: `nginx/registry.conf` and the
 //! `nginx/regauth-*.conf` it includes, with only paths, ports and the certificate rewritten
 //! (each rewrite asserts its pattern still occurs, so the files and the tests stay in step).
@@ -6,16 +10,120 @@
 //! hand-made requests). Between nginx and the registry (no auth) sits a second nginx
 //! `server {}` that only logs the `Remote-User` header the upstream receives
 //! (`logs/upstream-view.log`). regauth listens on a trusted unix socket (nginx's upstream)
-//! and on untrusted TCP.
+//! and on untrusted TCP, both bound by the test and handed to it
+//! ([`regauth_serve`](super::regauth_serve)).
 
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::{
     free_ports, http, keygen, reserve_tcp, start_nginx, start_regauth, start_registry, Endpoint,
-    Harness, Response,
+    Harness, Response, TokenAuth,
 };
+
+/// Either deployment as a scenario that runs in both sees it.
+pub struct Deployment<'a> {
+    pub h: &'a Harness,
+    /// The registry's `host:port` as clients name it and log in to it.
+    pub host: &'a str,
+    /// regauth's own TCP listener (`/token`, `/healthz`, `/metrics`).
+    pub regauth: &'a Endpoint,
+    /// Whether the registry checks regauth's tokens itself (token auth) rather than nginx
+    /// asking `/auth`.
+    pub token_auth: bool,
+}
+
+impl Deployment<'_> {
+    /// What skopeo prints when either deployment refuses a request: the registry's 401
+    /// body, or nginx's `unauthorized`/`denied` error codes.
+    pub const REFUSED: &'static [&'static str] = &[
+        "authentication required",
+        "unauthorized",
+        "denied",
+        "403 (Forbidden)",
+    ];
+
+    /// skopeo's name for `repo` (`name:tag`) in the registry.
+    pub fn at(&self, repo: &str) -> String {
+        format!("{}/{repo}", self.host)
+    }
+}
+
+/// docker-registry 2.8 with `auth: token`, trusting regauth's `token.crt`, and regauth on
+/// a TCP port the test bound, its `/token` the realm (plain HTTP).
+pub struct TokenAuthSite {
+    pub h: Harness,
+    /// The registry as clients name it, `127.0.0.1:PORT`.
+    pub registry: String,
+    /// regauth's (only) listener, `127.0.0.1:PORT`.
+    pub regauth_addr: String,
+    /// The same, to send requests to.
+    pub regauth: Endpoint,
+    /// The realm the registry sends clients to.
+    pub realm: String,
+}
+
+impl TokenAuthSite {
+    /// Starts the site in a new harness: a key pair `token.key`/`token.crt` of
+    /// `algorithm`, regauth (config from `make_config(realm, listen)`, where `listen` is
+    /// its TCP listener), then the registry, whose `service` and `issuer` are the config's.
+    pub fn start(
+        label: &str,
+        algorithm: &str,
+        make_config: impl FnOnce(&str, Value) -> Value,
+    ) -> TokenAuthSite {
+        TokenAuthSite::start_in(Harness::new(label), algorithm, None, make_config)
+    }
+
+    /// [`TokenAuthSite::start`] in `h`, which may already run other peers or hold files
+    /// the config names; with `front` (`host:port` of a proxy the caller starts in front
+    /// of regauth), the realm is the front's `/token`.
+    pub fn start_in(
+        mut h: Harness,
+        algorithm: &str,
+        front: Option<&str>,
+        make_config: impl FnOnce(&str, Value) -> Value,
+    ) -> TokenAuthSite {
+        let (_, cert) = keygen(&h, algorithm, "token");
+        let regauth_addr = reserve_tcp();
+        let realm = format!("http://{}/token", front.unwrap_or(&regauth_addr));
+        let config = make_config(&realm, json!([regauth_addr]));
+        let regauth = Endpoint::Tcp(regauth_addr.clone());
+        start_regauth(&mut h, &config, &regauth);
+        let named = |field: &str| {
+            config[field]
+                .as_str()
+                .unwrap_or_else(|| panic!("the config has no {field}"))
+        };
+        let registry = start_registry(
+            &mut h,
+            Some(TokenAuth {
+                realm: &realm,
+                service: named("service"),
+                issuer: named("issuer"),
+                rootcertbundle: &cert,
+            }),
+        );
+        TokenAuthSite {
+            h,
+            registry,
+            regauth_addr,
+            regauth,
+            realm,
+        }
+    }
+
+    /// What a scenario run in both deployments needs of this one.
+    pub fn deployment(&self) -> Deployment<'_> {
+        Deployment {
+            h: &self.h,
+            host: &self.registry,
+            regauth: &self.regauth,
+            token_auth: true,
+        }
+    }
+}
 
 /// The running site of one test.
 pub struct NginxSite {
@@ -33,9 +141,10 @@ pub struct NginxSite {
 }
 
 impl NginxSite {
-    /// Starts registry (no auth), regauth (config from `make_config(realm, socket, tcp)`) and
-    /// nginx serving the shipped `registry.conf`.
-    pub fn start(label: &str, make_config: impl FnOnce(&str, &Path, &str) -> Value) -> NginxSite {
+    /// Starts registry (no auth), regauth (config from `make_config(realm, listen)`, where
+    /// `listen` is the site's pair of listeners: untrusted TCP, then the trusted unix socket
+    /// nginx uses) and nginx serving the shipped `registry.conf`.
+    pub fn start(label: &str, make_config: impl FnOnce(&str, Value) -> Value) -> NginxSite {
         let mut h = Harness::new(label);
         keygen(&h, "ES256", "token");
         keygen(&h, "ES256", "tls");
@@ -45,7 +154,13 @@ impl NginxSite {
         let realm = format!("https://{tls}/token");
         let socket = h.file("regauth.sock");
         let regauth_tcp = reserve_tcp();
-        let config = make_config(&realm, &socket, &regauth_tcp);
+        // Both are bound by the test and inherited, so no `mode`: nginx's workers run as the
+        // test's user (see `write_nginx_conf`), the socket file's owner.
+        let listen = json!([
+            regauth_tcp,
+            { "address": format!("unix:{}", socket.display()), "trusted": true },
+        ]);
+        let config = make_config(&realm, listen);
         start_regauth(&mut h, &config, &Endpoint::Unix(socket.clone()));
 
         let site = rewrite_site(
@@ -100,7 +215,18 @@ server {{
 
     /// skopeo's name for `repo` on this site.
     pub fn at(&self, repo: &str) -> String {
-        format!("{}/{repo}", self.tls)
+        self.deployment().at(repo)
+    }
+
+    /// What a scenario run in both deployments needs of this one (clients use the TLS
+    /// listener; nginx asks `/auth`).
+    pub fn deployment(&self) -> Deployment<'_> {
+        Deployment {
+            h: &self.h,
+            host: &self.tls,
+            regauth: &self.regauth_tcp,
+            token_auth: false,
+        }
     }
 
     /// A request to nginx's plain-HTTP listener.
