@@ -215,8 +215,14 @@ pub fn basic_challenge(service: &str) -> String {
 }
 
 /// A JSON response that no cache may keep (it may hold a token).
-pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response<Body> {
+    // Plain structs and `Value`s always serialize; should one ever fail,
+    // an empty object (and a log line) beats a panic.
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|error| {
+        tracing::error!(%error, "a response body did not serialize");
+        b"{}".to_vec()
+    });
+    let mut response = Response::new(Full::new(Bytes::from(bytes)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
