@@ -224,7 +224,8 @@ mod tests {
         let mut out = EscapingWriter {
             inner: String::new(),
         };
-        fmt::Write::write_str(&mut out, "plain text, ünïcode, 日本 🦀, \"quotes\" and \\").expect("write");
+        fmt::Write::write_str(&mut out, "plain text, ünïcode, 日本 🦀, \"quotes\" and \\")
+            .expect("write");
         assert_eq!(out.inner, "plain text, ünïcode, 日本 🦀, \"quotes\" and \\");
         fmt::Write::write_str(&mut out, "\t\u{7f}\u{85}").expect("write");
         assert!(out.inner.ends_with(r"\t\u{7f}\u{85}"), "{}", out.inner);

@@ -76,6 +76,12 @@ pub struct Handles<K, H, const N: usize> {
     slots: [OnceLock<(K, H)>; N],
 }
 
+impl<K: Copy + Eq, H, const N: usize> Default for Handles<K, H, N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<K: Copy + Eq, H, const N: usize> Handles<K, H, N> {
     /// No handle registered yet.
     pub const fn new() -> Self {

@@ -287,10 +287,22 @@ pub async fn handle(
     // which hyper moves on each request, several KiB larger.
     let result = match (handler, &method) {
         (Handler::Token, &Method::GET) => {
-            Box::pin(token_endpoint::get(&state, &snapshot, &connection, &request)).await
+            Box::pin(token_endpoint::get(
+                &state,
+                &snapshot,
+                &connection,
+                &request,
+            ))
+            .await
         }
         (Handler::Token, &Method::POST) => {
-            Box::pin(token_endpoint::post(&state, &snapshot, &connection, request)).await
+            Box::pin(token_endpoint::post(
+                &state,
+                &snapshot,
+                &connection,
+                request,
+            ))
+            .await
         }
         (Handler::Token, _) => Err(ApiError::MethodNotAllowed { allow: "GET, POST" }),
         (Handler::Auth, &Method::GET | &Method::HEAD) => {
