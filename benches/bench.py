@@ -36,6 +36,7 @@ AUTH_HEADERS = {
 }
 
 work = tempfile.mkdtemp(prefix="regauth-bench-")
+os.mkdir(os.path.join(work, "logs"))
 children = []
 
 
@@ -192,7 +193,9 @@ def regauth(algorithm, cache_capacity=None, log_level=None):
     port = free_port()
     name = f"{algorithm}-{port}"
     path = write(f"{name}.json", config(port, algorithm, cache_capacity, log_level=log_level))
-    proc = start([REGAUTH, "serve", "--config", path], os.path.join(work, f"{name}.log"))
+    # Logs beside the config, not in its directory: as under systemd (the
+    # journal), the watched directory sees only configuration changes.
+    proc = start([REGAUTH, "serve", "--config", path], os.path.join(work, "logs", f"{name}.log"))
     wait_ready(port)
     return proc, port, path
 
@@ -204,13 +207,14 @@ def warm_basic(port):
     return json.load(urllib.request.urlopen(request))["token"]
 
 
-def reload_seconds(port, path):
-    """Time from an atomic rename of a new config to the new config answering."""
-    text = config(port, "ES256", extra_users=("bench2",))
+def reload_seconds(port, path, new_user):
+    """Time from an atomic rename of a new config (adding `new_user`) to the
+    new config answering."""
+    text = config(port, "ES256", extra_users=(new_user,))
     new = path + ".new"
     with open(new, "w") as f:
         f.write(text)
-    basic2 = base64.b64encode(f"bench2:{PASSWORD}".encode()).decode()
+    basic2 = base64.b64encode(f"{new_user}:{PASSWORD}".encode()).decode()
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/token?service={SERVICE}",
         headers={"Authorization": f"Basic {basic2}"})
@@ -268,7 +272,7 @@ def one_round():
     stop(proc)
 
     proc, port, path = regauth("ES256")
-    r["reload"] = statistics.median(reload_seconds(port, path) for _ in range(1))
+    r["reload"] = statistics.median(reload_seconds(port, path, f"bench{n}") for n in range(2, 7))
     stop(proc)
 
     # 100,000 cached tokens: one pass of distinct tokens through /auth.

@@ -30,6 +30,9 @@ use crate::config::{LogFormat, LogSettings};
 /// full speed while the disk catches up.
 pub const QUEUE_LINES: usize = 16 * 1024;
 
+/// Bytes of log lines the writer thread gathers into one write.
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
 /// Counts the lines dropped because the queue was full; set once by [`init`].
 static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
 
@@ -52,7 +55,13 @@ pub fn init(settings: &LogSettings) -> LogGuard {
         .buffered_lines_limit(QUEUE_LINES)
         .lossy(true)
         .thread_name("regauth-log")
-        .finish(std::io::stderr());
+        // The writer thread writes whatever the queue holds and flushes
+        // when it is empty: under load one write(2) carries many lines,
+        // while a lone line is still written at once.
+        .finish(std::io::BufWriter::with_capacity(
+            WRITE_BUFFER_BYTES,
+            std::io::stderr(),
+        ));
     let _ = DROPPED.set(writer.error_counter());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -101,11 +110,19 @@ pub struct EscapingWriter<W> {
 impl<W: fmt::Write> fmt::Write for EscapingWriter<W> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
         let mut rest = text;
-        while let Some(at) = rest.find(needs_escape) {
-            self.inner.write_str(&rest[..at])?;
+        // Printable ASCII, nearly all of any line, never needs escaping:
+        // it is skipped a byte at a time, and a character is decoded only
+        // where a byte is a control or starts a non-ASCII character.
+        while let Some(at) = rest.bytes().position(|byte| !(0x20..0x7f).contains(&byte)) {
             let c = rest[at..].chars().next().unwrap_or_default();
-            write!(self.inner, "{}", c.escape_default())?;
-            rest = &rest[at + c.len_utf8()..];
+            let end = at + c.len_utf8();
+            if needs_escape(c) {
+                self.inner.write_str(&rest[..at])?;
+                write!(self.inner, "{}", c.escape_default())?;
+            } else {
+                self.inner.write_str(&rest[..end])?;
+            }
+            rest = &rest[end..];
         }
         self.inner.write_str(rest)
     }
@@ -207,8 +224,9 @@ mod tests {
         let mut out = EscapingWriter {
             inner: String::new(),
         };
-        fmt::Write::write_str(&mut out, "plain text, ünïcode, \"quotes\" and \\").expect("write");
-        assert_eq!(out.inner, "plain text, ünïcode, \"quotes\" and \\");
+        fmt::Write::write_str(&mut out, "plain text, ünïcode, 日本 🦀, \"quotes\" and \\")
+            .expect("write");
+        assert_eq!(out.inner, "plain text, ünïcode, 日本 🦀, \"quotes\" and \\");
         fmt::Write::write_str(&mut out, "\t\u{7f}\u{85}").expect("write");
         assert!(out.inner.ends_with(r"\t\u{7f}\u{85}"), "{}", out.inner);
     }

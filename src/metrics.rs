@@ -25,6 +25,8 @@
 //! - `regauth_log_lines_dropped_total`: log lines dropped because the log
 //!   writer could not keep up (see `logging`); updated every second
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -39,6 +41,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)?
         .install_recorder()?;
+    RECORDER_INSTALLED.store(true, Ordering::Release);
     describe();
     let upkeep = handle.clone();
     // Histograms are kept in buckets that need periodic upkeep; the log
@@ -55,6 +58,59 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         }
     });
     Ok(handle)
+}
+
+/// Set once the process-wide recorder is in place: handles registered
+/// before that would record nowhere for ever.
+static RECORDER_INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// The handles of one series for up to `N` label values, each registered
+/// the first time it is recorded. The facade's macros find a series by name
+/// and labels on every call (a hash, a lock, an allocation for an owned
+/// label), which on the hottest paths costs more than the decision being
+/// counted; a static `Handles` pays that once per label value.
+///
+/// Lock-free: a value takes the first free slot; a value that finds every
+/// slot taken by others is recorded through the registry, as before.
+pub struct Handles<K, H, const N: usize> {
+    slots: [OnceLock<(K, H)>; N],
+}
+
+impl<K: Copy + Eq, H, const N: usize> Default for Handles<K, H, N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K: Copy + Eq, H, const N: usize> Handles<K, H, N> {
+    /// No handle registered yet.
+    pub const fn new() -> Self {
+        Handles {
+            slots: [const { OnceLock::new() }; N],
+        }
+    }
+
+    /// Records into the handle for `key`, which `register` makes (through
+    /// the facade's macros) the first time.
+    pub fn record(&self, key: K, register: impl Fn() -> H, record: impl FnOnce(&H)) {
+        let cached = if RECORDER_INSTALLED.load(Ordering::Acquire) {
+            self.cached(key, &register)
+        } else {
+            None
+        };
+        match cached {
+            Some(handle) => record(handle),
+            None => record(&register()),
+        }
+    }
+
+    /// The handle kept for `key`, registered now if a slot is free.
+    fn cached(&self, key: K, register: &impl Fn() -> H) -> Option<&H> {
+        self.slots.iter().find_map(|slot| {
+            let (taken_by, handle) = slot.get_or_init(|| (key, register()));
+            (*taken_by == key).then_some(handle)
+        })
+    }
 }
 
 fn describe() {
@@ -123,4 +179,30 @@ fn describe() {
         "regauth_log_lines_dropped_total",
         "Log lines dropped because the log writer could not keep up"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    #[test]
+    fn each_value_is_registered_once_and_values_beyond_the_slots_are_not_kept() {
+        let registered = Cell::new(0);
+        let register = || {
+            registered.set(registered.get() + 1);
+            registered.get()
+        };
+        let handles: Handles<&str, usize, 2> = Handles::new();
+        assert_eq!(handles.cached("allow", &register), Some(&1));
+        assert_eq!(handles.cached("deny", &register), Some(&2));
+        assert_eq!(handles.cached("allow", &register), Some(&1));
+        assert_eq!(handles.cached("deny", &register), Some(&2));
+        assert_eq!(registered.get(), 2);
+        // Both slots are taken: a third value goes through the registry
+        // each time.
+        assert_eq!(handles.cached("challenge", &register), None);
+        assert_eq!(registered.get(), 2);
+    }
 }

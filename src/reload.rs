@@ -24,6 +24,10 @@ use crate::state::State;
 /// produces several events).
 const DEBOUNCE: Duration = Duration::from_millis(250);
 
+/// Triggers that may wait for the reloader; more file events than this
+/// are one change.
+const PENDING_TRIGGERS: usize = 2;
+
 /// Why a reload was attempted.
 #[derive(Debug, Clone, Copy)]
 enum Trigger {
@@ -54,11 +58,15 @@ struct Reloader {
 /// until the process ends. Call it with the snapshot loaded at start in
 /// force: settings a reload cannot apply are compared with that one.
 pub fn spawn(state: Arc<State>) -> anyhow::Result<()> {
-    let (events, triggers) = mpsc::unbounded_channel();
+    let (events, triggers) = mpsc::channel(PENDING_TRIGGERS);
     let file_events = events.clone();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // A full queue already holds a trigger that will look at every
+        // file: this event adds nothing. A busy neighbour in a watched
+        // directory (a log file written thousands of times a second) thus
+        // costs one pending trigger, not a queue growing without bound.
         if event.is_ok_and(|event| !event.kind.is_access()) {
-            let _ = file_events.send(Trigger::FileChanged);
+            let _ = file_events.try_send(Trigger::FileChanged);
         }
     })?;
     let snapshot = state.snapshot();
@@ -79,7 +87,8 @@ pub fn spawn(state: Arc<State>) -> anyhow::Result<()> {
     let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
-            let _ = events.send(Trigger::Signal);
+            // Waits for room: a signal is never lost to queued file events.
+            let _ = events.send(Trigger::Signal).await;
         }
     });
     tokio::spawn(reloader.run(triggers));
@@ -87,7 +96,7 @@ pub fn spawn(state: Arc<State>) -> anyhow::Result<()> {
 }
 
 impl Reloader {
-    async fn run(mut self, mut triggers: mpsc::UnboundedReceiver<Trigger>) {
+    async fn run(mut self, mut triggers: mpsc::Receiver<Trigger>) {
         while let Some(mut trigger) = triggers.recv().await {
             // Let the burst of events one save makes settle.
             tokio::time::sleep(DEBOUNCE).await;

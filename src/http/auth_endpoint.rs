@@ -22,12 +22,16 @@ use super::{basic_challenge, client_address, unix_now, ApiError, Body, Connectio
 use crate::config::{AuthMode, AuthSettings, Front, HeaderField};
 use crate::decide::auth::{decide, Caller, Decision, Unproven, WriteCheck};
 use crate::identity::{self, Credentials};
+use crate::metrics::Handles;
 use crate::scope::ResourceScope;
 use crate::snapshot::Snapshot;
 use crate::state::State;
 use crate::token::{self, Expectations};
 use crate::token_cache::TokenCache;
 use crate::verified_token::VerifiedToken;
+
+/// `regauth_auth_decisions_total` by outcome.
+static DECISIONS: Handles<&str, metrics::Counter, 8> = Handles::new();
 
 /// Answers one subrequest.
 pub async fn handle(
@@ -87,23 +91,40 @@ pub async fn handle(
         .map(ResourceScope::challenge_string)
         .collect::<Vec<_>>()
         .join(" ");
-    // Behind nginx the peer is the proxy; the client is the address nginx
-    // appended to X-Forwarded-For, believed on trusted listeners only.
-    let client = client_address(connection, request.headers());
-    tracing::info!(
-        target: "regauth::audit",
-        account = decision.account(),
-        peer = %connection.peer,
-        address = %client,
-        method,
-        path,
-        needed = %needed_text,
-        outcome = decision.outcome(),
-        reason = decision.reason().as_str(),
-        source,
-        "auth decision"
+    // Every refusal is audited at info. Allowed decisions, nearly all of a
+    // registry's traffic, are audited at debug: writing each one cost a
+    // third of this endpoint's throughput (README, "Performance"); `log.level`
+    // "info,regauth::audit=debug" logs every decision (README, "Logs").
+    macro_rules! audit {
+        ($level:ident) => {
+            tracing::$level!(
+                target: "regauth::audit",
+                account = decision.account(),
+                peer = %connection.peer,
+                // Behind nginx the peer is the proxy; the client is the
+                // address nginx appended to X-Forwarded-For, believed on
+                // trusted listeners only.
+                address = %client_address(connection, request.headers()),
+                method,
+                path,
+                needed = %needed_text,
+                outcome = decision.outcome(),
+                reason = decision.reason().as_str(),
+                source,
+                "auth decision"
+            )
+        };
+    }
+    match decision {
+        Decision::Allow { .. } => audit!(debug),
+        _ => audit!(info),
+    }
+    let outcome = decision.outcome();
+    DECISIONS.record(
+        outcome,
+        || metrics::counter!("regauth_auth_decisions_total", "outcome" => outcome),
+        |counter| counter.increment(1),
     );
-    metrics::counter!("regauth_auth_decisions_total", "outcome" => decision.outcome()).increment(1);
 
     answer(snapshot, decision, &needed_text)
 }
@@ -204,7 +225,10 @@ async fn identify(
                 password: &password,
                 client: client_address(connection, request.headers()),
             };
-            match identity::authenticate(state, snapshot, &credentials, now).await {
+            // Boxed: a password check's future (bcrypt queue, directory
+            // bind) is large, and hyper moves the request's future on
+            // every request, the many bearer-token ones included.
+            match Box::pin(identity::authenticate(state, snapshot, &credentials, now)).await {
                 Ok(identity) => Caller::Identified(identity),
                 Err(error) => Caller::Unproven(Unproven::Refused {
                     account: user,

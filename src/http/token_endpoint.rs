@@ -6,7 +6,6 @@
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use serde_json::json;
 
 use super::authorization;
 use super::params::Params;
@@ -248,19 +247,31 @@ fn answer(
             return ApiError::from_identity(error, basic_challenge(&config.service)).into_response()
         }
     };
-    let mut body = json!({
-        "token": issued.access_token,
-        "access_token": issued.access_token,
-        "expires_in": config.token.expiration.secs(),
-        "issued_at": rfc3339(now),
-    });
-    if let Some(refresh_token) = issued.refresh_token {
-        body["refresh_token"] = json!(refresh_token);
-    }
-    if request.oauth_form {
-        body["scope"] = json!(join_scopes(&issued.granted));
-    }
+    let body = TokenBody {
+        access_token: &issued.access_token,
+        expires_in: config.token.expiration.secs(),
+        issued_at: rfc3339(now),
+        refresh_token: issued.refresh_token.as_deref(),
+        scope: request.oauth_form.then(|| join_scopes(&issued.granted)),
+        token: &issued.access_token,
+    };
     json_response(StatusCode::OK, &body)
+}
+
+/// The token response: Distribution's `token` and OAuth2's `access_token`
+/// (the same token). Fields in alphabetical order: the body is byte for
+/// byte what the earlier `serde_json::Value` (a sorted map) wrote.
+#[derive(serde::Serialize)]
+struct TokenBody<'a> {
+    access_token: &'a str,
+    expires_in: u64,
+    issued_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
+    /// Granted scopes, for the OAuth2 form (RFC 6749 §5.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+    token: &'a str,
 }
 
 fn join_scopes(scopes: &[ResourceScope]) -> String {
