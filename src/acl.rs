@@ -331,6 +331,19 @@ impl Actions {
             Actions::Listed(allowed) => allowed.iter().map(str::to_owned).collect(),
         }
     }
+
+    /// Heap bytes the grant holds beyond its own size (for the weights of
+    /// the verified-token cache): only names other than the registry's own.
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Actions::Every => 0,
+            Actions::Listed(allowed) => allowed
+                .others()
+                .iter()
+                .map(|other| std::mem::size_of::<Box<str>>() + other.len())
+                .sum(),
+        }
+    }
 }
 
 /// A set of action names other than `*`, kept small: the verified-token
@@ -387,14 +400,6 @@ impl ActionSet {
 
     fn others(&self) -> &[Box<str>] {
         self.others.as_deref().unwrap_or_default()
-    }
-
-    /// Heap bytes the set holds beyond its own size (for cache weights).
-    pub fn heap_bytes(&self) -> usize {
-        self.others()
-            .iter()
-            .map(|other| std::mem::size_of::<Box<str>>() + other.len())
-            .sum()
     }
 }
 

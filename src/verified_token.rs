@@ -5,7 +5,7 @@
 //!
 //! The verified-token cache holds up to `auth.cache_capacity` of these, so
 //! the value is built once, at insert, to be small: boxed names, one grant
-//! per resource with its actions as an [`crate::acl::ActionSet`] (a few bits for the
+//! per resource with its actions as [`Actions`] (a few bits for the
 //! registry's own actions), the two usual resource types not allocated.
 
 use std::borrow::Cow;
@@ -89,8 +89,8 @@ impl VerifiedToken {
 
     /// Whether the token grants every action `needed` asks for, by the
     /// registry's rule: matched on (type, name), the class ignored, several
-    /// entries for one resource added up; what an action list grants is
-    /// [`Actions`]' to say.
+    /// entries for one resource added up. What the listed actions grant
+    /// (the meaning of `*`) is for [`Actions`] to say.
     pub fn covers(&self, needed: &ResourceScope) -> bool {
         self.access
             .iter()
@@ -127,20 +127,10 @@ impl VerifiedToken {
                     Cow::Borrowed(_) => 0,
                     Cow::Owned(name) => name.len(),
                 };
-                size_of::<Grant>()
-                    + owned_type
-                    + grant.name.len()
-                    + actions_heap_bytes(&grant.actions)
+                size_of::<Grant>() + owned_type + grant.name.len() + grant.actions.heap_bytes()
             })
             .sum();
         size_of::<VerifiedToken>() + self.sub.len() + groups + access
-    }
-}
-
-fn actions_heap_bytes(actions: &Actions) -> usize {
-    match actions {
-        Actions::Every => 0,
-        Actions::Listed(listed) => listed.heap_bytes(),
     }
 }
 
