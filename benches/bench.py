@@ -92,7 +92,10 @@ def write(name, text):
 
 
 def to_us(text):
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text).groups()
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if match is None:
+        raise SystemExit(f"wrk printed a latency this script cannot read: {text!r}")
+    value, unit = match.groups()
     return float(value) * {"us": 1, "ms": 1e3, "s": 1e6, "m": 6e7, "h": 3.6e9}[unit]
 
 
@@ -109,8 +112,8 @@ def wrk(url, headers=None, script=None, seconds=SECONDS, connections=CONNECTIONS
     if count:
         return int(re.search(r"(\d+) requests in", out).group(1))
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50 = to_us(re.search(r"50%\s+(\S+)", out).group(1))
-    p99 = to_us(re.search(r"99%\s+(\S+)", out).group(1))
+    p50 = to_us(re.search(r"^\s*50%\s+(\S+)", out, re.M).group(1))
+    p99 = to_us(re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1))
     return rate, p50, p99
 
 
