@@ -90,13 +90,7 @@ fn regauth_config(realm: &str, listen: Value) -> Value {
         "issuer": ISSUER,
         "realm": realm,
         "listen": listen,
-        "token": {
-            "algorithm": "ES256",
-            "private_key": "token.key",
-            "certificate": "token.crt",
-            "expiration_secs": 300,
-            "kid": "libtrust",
-        },
+        "token": token_section("ES256"),
         "users": {
             "alice": { "password": hash_password(ALICE.1) },
             "bob": { "password": hash_password(BOB.1) },

@@ -74,12 +74,7 @@ fn config(slapd: &Slapd, realm: &str, listen: Value, auth: Value) -> Value {
         "issuer": ISSUER,
         "realm": realm,
         "listen": listen,
-        "token": {
-            "algorithm": "ES256",
-            "private_key": "token.key",
-            "certificate": "token.crt",
-            "expiration_secs": 300,
-        },
+        "token": token_section("ES256"),
         "users": {
             "frank": { "password": hash_password(FRANK.1), "groups": ["devs"] },
             "dora": { "password": hash_password(DORA_FILE.1), "groups": ["readers"] },

@@ -55,13 +55,7 @@ impl Setup {
                 "issuer": ISSUER,
                 "realm": realm,
                 "listen": listen,
-                "token": {
-                    "algorithm": algorithm,
-                    "private_key": "token.key",
-                    "certificate": "token.crt",
-                    "expiration_secs": 300,
-                    "kid": "libtrust",
-                },
+                "token": token_section(algorithm),
                 "users": {
                     "alice": { "password": hash_password(ALICE.1) },
                     "bob": { "password": hash_password(BOB.1) },

@@ -50,6 +50,18 @@ impl Deployment<'_> {
     }
 }
 
+/// The `token` section of a test config for the key pair [`TokenAuthSite`] writes beside
+/// the config: 300-second tokens, key IDs in the libtrust form registry 2.8 looks up.
+pub fn token_section(algorithm: &str) -> Value {
+    json!({
+        "algorithm": algorithm,
+        "private_key": "token.key",
+        "certificate": "token.crt",
+        "expiration_secs": 300,
+        "kid": "libtrust",
+    })
+}
+
 /// docker-registry 2.8 with `auth: token`, trusting regauth's `token.crt`, and regauth on
 /// a TCP port the test bound, its `/token` the realm (plain HTTP).
 pub struct TokenAuthSite {
