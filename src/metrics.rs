@@ -70,8 +70,10 @@ static RECORDER_INSTALLED: AtomicBool = AtomicBool::new(false);
 /// label), which on the hottest paths costs more than the decision being
 /// counted; a static `Handles` pays that once per label value.
 ///
-/// Lock-free: a value takes the first free slot; a value that finds every
-/// slot taken by others is recorded through the registry, as before.
+/// A value takes the first free slot (a concurrent first use of the same
+/// slot waits for its registration); afterwards recording scans at most `N`
+/// slots and takes no lock. A value that finds every slot taken by others
+/// is recorded through the registry, as before.
 pub struct Handles<K, H, const N: usize> {
     slots: [OnceLock<(K, H)>; N],
 }

@@ -93,8 +93,9 @@ pub async fn handle(
         .join(" ");
     // Every refusal is audited at info. Allowed decisions, nearly all of a
     // registry's traffic, are audited at debug: writing each one cost a
-    // third of this endpoint's throughput (README, "Performance"); `log.level`
-    // "info,regauth::audit=debug" logs every decision (README, "Logs").
+    // quarter of this endpoint's throughput (README, "Performance");
+    // `log.level` "info,regauth::audit=debug" logs every decision (README,
+    // "Logs").
     macro_rules! audit {
         ($level:ident) => {
             tracing::$level!(
