@@ -30,7 +30,8 @@
 //!   keys in [`identity::jwks`], the directory in [`identity::ldap`]); every
 //!   source that checks a secret is guarded by [`limiter`] (failed logins
 //!   per account and address: pure, clock passed in; run by
-//!   [`identity::login_limits`]), and bcrypt by [`work_queue`] (bounded,
+//!   [`identity::login_limits`]; identical logins in flight share one check,
+//!   [`identity::turns`]), and bcrypt by [`work_queue`] (bounded,
 //!   per-address fair queue), both counting against the [`client_address`].
 //! - Checks with state: [`token_cache`] (verified tokens for `/auth`, kept
 //!   as compact [`verified_token`]s: what `/auth` decides on, expiry with

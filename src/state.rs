@@ -12,6 +12,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::identity::files::CredentialChecker;
 use crate::identity::jwks::KeyCache;
 use crate::identity::login_limits::limiter_for;
+use crate::identity::turns::LoginTurns;
 use crate::limiter::LoginLimiter;
 use crate::snapshot::Snapshot;
 use crate::token_cache::TokenCache;
@@ -24,6 +25,8 @@ pub struct State {
     pub credentials: CredentialChecker,
     /// Failed logins per account and address (sized at start).
     pub login_limiter: LoginLimiter,
+    /// Identical logins in flight take turns (sized like the limiter).
+    pub login_turns: LoginTurns,
     /// Verified access tokens for `/auth`.
     pub tokens: TokenCache,
     /// Federated issuers' signing keys; kept across reloads.
@@ -48,12 +51,14 @@ impl State {
             snapshot.config.login_limits.queue,
         );
         let login_limiter = limiter_for(&snapshot.config.login_limits);
+        let login_turns = LoginTurns::new(snapshot.config.login_limits.table_capacity);
         let tokens = TokenCache::new(snapshot.config.auth.cache_capacity.get());
         snapshot.generation = 1;
         State {
             snapshot: ArcSwap::from_pointee(snapshot),
             credentials,
             login_limiter,
+            login_turns,
             federation_keys: KeyCache::https(),
             tokens,
             config_path,

@@ -175,7 +175,9 @@ fn a_full_bcrypt_queue_answers_429_with_retry_after_at_once() {
         json!({ "bcrypt_workers": 1, "bcrypt_queue": 0 }),
     );
     let running = occupy_a_worker(&mut s, "192.0.2.1");
-    let r = login(&s.trusted, "slow", "guess", Some("192.0.2.2"));
+    // Another guess: an identical login would wait for the running check
+    // instead of asking for a worker (identity::turns).
+    let r = login(&s.trusted, "slow", "guess-2", Some("192.0.2.2"));
     assert_limited(&r, "a second check while the only worker is busy");
     assert_eq!(running.join().unwrap(), 401);
     let full = r#"regauth_login_refused_total{reason="queue_full"}"#;
@@ -186,6 +188,24 @@ fn a_full_bcrypt_queue_answers_429_with_retry_after_at_once() {
 }
 
 #[test]
+fn an_identical_login_waits_for_the_running_check_instead_of_a_worker() {
+    let mut s = start(
+        "limiter-turns",
+        json!({ "slow": { "password": slow_hash("slow-pw") } }),
+        json!({ "bcrypt_workers": 1, "bcrypt_queue": 0 }),
+    );
+    let running = occupy_a_worker(&mut s, "192.0.2.1");
+    // The same wrong guess while its twin's bcrypt runs: no worker is free,
+    // yet it is not refused; it waits, then is checked and refused itself.
+    let r = login(&s.trusted, "slow", "guess", Some("192.0.2.1"));
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(running.join().unwrap(), 401);
+    let full = r#"regauth_login_refused_total{reason="queue_full"}"#;
+    assert_eq!(metric(&s.direct, full), 0.0);
+    assert_eq!(metric(&s.direct, "regauth_bcrypt_seconds_count"), 2.0);
+}
+
+#[test]
 fn one_address_cannot_take_every_bcrypt_worker() {
     let mut s = start(
         "limiter-share",
@@ -193,7 +213,8 @@ fn one_address_cannot_take_every_bcrypt_worker() {
         json!({ "bcrypt_workers": 2, "bcrypt_queue": 10, "bcrypt_queue_per_address": 1 }),
     );
     let running = occupy_a_worker(&mut s, "192.0.2.1");
-    let r = login(&s.trusted, "slow", "guess", Some("192.0.2.1"));
+    // Another guess: an identical login would wait for the running check.
+    let r = login(&s.trusted, "slow", "guess-2", Some("192.0.2.1"));
     assert_limited(&r, "a second check from the same address");
     // Another address gets the free worker.
     let r = login(&s.trusted, "slow", "slow-pw", Some("198.51.100.7"));

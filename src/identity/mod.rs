@@ -30,6 +30,7 @@ pub mod jwks;
 pub mod ldap;
 pub mod login_limits;
 pub mod refresh;
+pub mod turns;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -229,6 +230,12 @@ pub async fn authenticate(
     now: i64,
 ) -> Result<Identity, IdentityError> {
     let limits = &snapshot.config.login_limits;
+    // Behind an identical login in flight, if any: once it succeeds this one
+    // is remembered, checked without bcrypt and never limited (see turns).
+    let _turn = state
+        .login_turns
+        .wait(credentials.user, credentials.password)
+        .await;
     let sources = check_secret(state, snapshot, credentials, now);
     login_limits::behind_limiter(&state.login_limiter, limits, credentials, sources).await
 }
@@ -426,6 +433,46 @@ mod tests {
             matches!(at, Err(IdentityError::WrongCredential { .. })),
             "{at:?}"
         );
+    }
+
+    /// Many logins with the right password for one account from one
+    /// address at once, none of them remembered yet (the start of a CI
+    /// farm's run, or the credential cache's entry just expired): every
+    /// one succeeds, although more of them than the limiter's
+    /// per-account-and-address threshold (10) arrive together.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_right_passwords_from_one_address_is_not_limited() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = bcrypt::hash("right-password", 4).unwrap();
+        let config = serde_json::json!({
+            "service": "registry.test",
+            "issuer": "regauth",
+            "realm": "https://registry.test/token",
+            "token": { "algorithm": "ES256", "private_key": "token.key", "generate_if_missing": true },
+            "users": { "robot": { "password": hash } },
+        });
+        let path = dir.path().join("regauth.json");
+        std::fs::write(&path, config.to_string()).unwrap();
+        let snapshot = Snapshot::load_with(&path, MissingKeys::Preview).unwrap();
+        let state = Arc::new(State::new(snapshot, path, None));
+        let logins: Vec<_> = (0..24)
+            .map(|_| {
+                let state = Arc::clone(&state);
+                tokio::spawn(async move {
+                    let snapshot = state.snapshot();
+                    let credentials = Credentials {
+                        user: "robot",
+                        password: "right-password",
+                        client: ClientAddress::Local,
+                    };
+                    authenticate(&state, &snapshot, &credentials, 0).await
+                })
+            })
+            .collect();
+        for login in logins {
+            let outcome = login.await.unwrap();
+            assert!(outcome.is_ok(), "{outcome:?}");
+        }
     }
 
     #[test]
