@@ -7,13 +7,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
-use rand::RngCore;
-use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use super::ldap::DirectoryUser;
 use super::login_limits::refused;
+use super::secret_key::SecretKeyer;
 use super::{Credentials, Identity, IdentityError, Source};
 use crate::client_address::ClientAddress;
 use crate::config::QueueLimits;
@@ -30,9 +28,9 @@ pub struct CredentialChecker {
     /// hit an old entry, even before the reload clears the cache.
     /// Directory logins are remembered here too, with the directory's answer.
     verified: moka::future::Cache<[u8; 32], Remembered>,
-    /// Per-process random key: the cache never holds anything that could be
-    /// attacked offline to recover a password.
-    key: Zeroizing<[u8; 32]>,
+    /// Cache keys: the cache never holds anything that could be attacked
+    /// offline to recover a password.
+    keyer: SecretKeyer,
     /// Bounds bcrypt runs, in total and per client address, so a flood of
     /// bad passwords can neither take every blocking thread nor make
     /// everyone else wait behind it.
@@ -74,15 +72,13 @@ impl CredentialChecker {
     /// A checker that remembers successes for `ttl` and runs bcrypt within
     /// `queue`'s bounds.
     pub fn new(ttl: Duration, queue: QueueLimits) -> CredentialChecker {
-        let mut key = Zeroizing::new([0u8; 32]);
-        rand::thread_rng().fill_bytes(key.as_mut());
         CredentialChecker {
             verified: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .weigher(|_, remembered: &Remembered| remembered.weight())
                 .time_to_live(ttl)
                 .build(),
-            key,
+            keyer: SecretKeyer::random(),
             bcrypt: WorkQueue::new("bcrypt", queue),
         }
     }
@@ -210,14 +206,7 @@ impl CredentialChecker {
     }
 
     fn cache_key(&self, name: &str, password: &str, stored_hash: &str) -> [u8; 32] {
-        let mut mac = Hmac::<Sha256>::new_from_slice(self.key.as_ref())
-            .expect("HMAC accepts keys of any length");
-        // Length prefixes keep ("ab","c") and ("a","bc") apart.
-        for part in [name, password, stored_hash] {
-            mac.update(&(part.len() as u64).to_be_bytes());
-            mac.update(part.as_bytes());
-        }
-        mac.finalize().into_bytes().into()
+        self.keyer.key_of(&[name, password, stored_hash])
     }
 }
 

@@ -30,6 +30,7 @@ pub mod jwks;
 pub mod ldap;
 pub mod login_limits;
 pub mod refresh;
+pub mod secret_key;
 pub mod turns;
 
 use std::sync::Arc;

@@ -19,11 +19,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
-use rand::RngCore;
-use sha2::Sha256;
 use tokio::sync::{OwnedRwLockWriteGuard, RwLock};
-use zeroize::Zeroizing;
+
+use super::secret_key::SecretKeyer;
 
 /// A backstop: a lock is forgotten as its check ends (see [`Checking`]);
 /// one unused this long is forgotten anyway.
@@ -33,11 +31,10 @@ const IDLE_FOR: Duration = Duration::from_secs(60);
 /// writing by the login being checked, waited on (for reading) by identical
 /// logins arriving meanwhile.
 pub struct LoginTurns {
-    /// Keyed by an HMAC of account and secret under [`LoginTurns::key`]:
-    /// nothing kept here can be attacked offline to recover a secret.
+    /// Keyed by account and secret through `keyer`: nothing kept here can
+    /// be attacked offline to recover a secret.
     checks: moka::sync::Cache<[u8; 32], Arc<RwLock<()>>>,
-    /// Per-process random key.
-    key: Zeroizing<[u8; 32]>,
+    keyer: SecretKeyer,
 }
 
 impl LoginTurns {
@@ -45,14 +42,12 @@ impl LoginTurns {
     /// are forgotten, and logins identical to a forgotten one simply do not
     /// wait (as before this existed).
     pub fn new(capacity: u64) -> LoginTurns {
-        let mut key = Zeroizing::new([0u8; 32]);
-        rand::thread_rng().fill_bytes(key.as_mut());
         LoginTurns {
             checks: moka::sync::Cache::builder()
                 .max_capacity(capacity)
                 .time_to_idle(IDLE_FOR)
                 .build(),
-            key,
+            keyer: SecretKeyer::random(),
         }
     }
 
@@ -60,7 +55,7 @@ impl LoginTurns {
     /// checked. `Some` when this login is the one checked now: others
     /// arriving meanwhile wait until it is dropped.
     pub async fn wait(&self, account: &str, secret: &str) -> Option<Checking<'_>> {
-        let key = self.key_of(account, secret);
+        let key = self.keyer.key_of(&[account, secret]);
         let check = self.checks.get_with(key, Default::default);
         if let Ok(guard) = Arc::clone(&check).try_write_owned() {
             return Some(Checking {
@@ -73,17 +68,6 @@ impl LoginTurns {
         // once: when the check ends they all go on together.
         drop(check.read().await);
         None
-    }
-
-    fn key_of(&self, account: &str, secret: &str) -> [u8; 32] {
-        let mut mac = Hmac::<Sha256>::new_from_slice(self.key.as_ref())
-            .expect("HMAC accepts keys of any length");
-        // Length prefixes keep ("ab","c") and ("a","bc") apart.
-        for part in [account, secret] {
-            mac.update(&(part.len() as u64).to_be_bytes());
-            mac.update(part.as_bytes());
-        }
-        mac.finalize().into_bytes().into()
     }
 }
 
