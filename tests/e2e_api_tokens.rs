@@ -45,7 +45,7 @@ fn config(realm: &str, listen: Value, auth: Value) -> Value {
         "issuer": ISSUER,
         "realm": realm,
         "listen": listen,
-        "token": { "algorithm": "ES256", "private_key": "token.key", "certificate": "token.crt" },
+        "token": token_section("ES256"),
         "users": users(),
         "acl": acl(),
         "api_tokens": "tokens.json",

@@ -42,7 +42,7 @@ fn config(issuer: &OidcIssuer, realm: &str, listen: Value, auth: Value) -> Value
         "issuer": ISSUER,
         "realm": realm,
         "listen": listen,
-        "token": { "algorithm": "ES256", "private_key": "token.key", "certificate": "token.crt" },
+        "token": token_section("ES256"),
         "acl": acl(),
         "federation": federation(issuer),
         "auth": auth,

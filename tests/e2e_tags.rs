@@ -24,7 +24,7 @@ fn config(realm: &str, listen: Value, mode: &str) -> Value {
         "issuer": ISSUER,
         "realm": realm,
         "listen": listen,
-        "token": { "algorithm": "ES256", "private_key": "token.key", "certificate": "token.crt" },
+        "token": token_section("ES256"),
         "users": {
             "bot": { "password": hash_password(CI.1), "groups": ["ci"] },
             "rm": { "password": hash_password(RELEASER.1), "groups": ["release-managers"] },

@@ -50,8 +50,9 @@ impl Deployment<'_> {
     }
 }
 
-/// The `token` section of a test config for the key pair [`TokenAuthSite`] writes beside
-/// the config: 300-second tokens, key IDs in the libtrust form registry 2.8 looks up.
+/// The `token` section of a test config for the key pair [`TokenAuthSite`] and
+/// [`NginxSite`] write beside the config: 300-second tokens, key IDs in the libtrust form
+/// registry 2.8 looks up (both regauth's defaults, spelled out).
 pub fn token_section(algorithm: &str) -> Value {
     json!({
         "algorithm": algorithm,
