@@ -7,7 +7,12 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use crate::metrics::Handles;
 use crate::verified_token::VerifiedToken;
+
+/// `regauth_token_cache_total` by result: counted on every cached `/auth`
+/// request, so through handles registered once.
+static LOOKUPS: Handles<&str, metrics::Counter, 2> = Handles::new();
 
 /// A verified token and how long it may stay.
 #[derive(Clone)]
@@ -73,7 +78,11 @@ impl TokenCache {
     pub async fn get(&self, key: &[u8; 32]) -> Option<Arc<VerifiedToken>> {
         let hit = self.entries.get(key).await.map(|entry| entry.token);
         let result = if hit.is_some() { "hit" } else { "miss" };
-        metrics::counter!("regauth_token_cache_total", "result" => result).increment(1);
+        LOOKUPS.record(
+            result,
+            || metrics::counter!("regauth_token_cache_total", "result" => result),
+            |counter| counter.increment(1),
+        );
         hit
     }
 

@@ -15,6 +15,7 @@ use super::secret_key::SecretKeyer;
 use super::{Credentials, Identity, IdentityError, Source};
 use crate::client_address::ClientAddress;
 use crate::config::QueueLimits;
+use crate::metrics::Handles;
 use crate::users::{User, Users};
 use crate::work_queue::{JobError, WorkQueue};
 
@@ -62,6 +63,18 @@ impl Remembered {
             }
         }
     }
+}
+
+/// `regauth_credential_cache_total` by result: counted on every password
+/// login, so through handles registered once.
+static LOOKUPS: Handles<&str, metrics::Counter, 2> = Handles::new();
+
+fn count_lookup(result: &'static str) {
+    LOOKUPS.record(
+        result,
+        || metrics::counter!("regauth_credential_cache_total", "result" => result),
+        |counter| counter.increment(1),
+    );
 }
 
 /// Stands in for the stored hash in the cache key of directory logins; no
@@ -123,14 +136,14 @@ impl CredentialChecker {
         let stored_hash = user.map_or(users.unknown_user_hash(), |u| u.password_hash.as_str());
         let cache_key = self.cache_key(name, password, stored_hash);
         if self.verified.contains_key(&cache_key) {
-            metrics::counter!("regauth_credential_cache_total", "result" => "hit").increment(1);
+            count_lookup("hit");
             // contains_key is true only for entries of existing users, but a
             // reload may have removed the user in between: ask again.
             return user
                 .cloned()
                 .ok_or_else(|| IdentityError::wrong(WRONG_PASSWORD));
         }
-        metrics::counter!("regauth_credential_cache_total", "result" => "miss").increment(1);
+        count_lookup("miss");
 
         let matches = self.run_bcrypt(client, password, stored_hash).await?;
         match user {
@@ -154,8 +167,7 @@ impl CredentialChecker {
             Some(Remembered::Directory(user)) => Some(user),
             _ => None,
         };
-        let result = if found.is_some() { "hit" } else { "miss" };
-        metrics::counter!("regauth_credential_cache_total", "result" => result).increment(1);
+        count_lookup(if found.is_some() { "hit" } else { "miss" });
         found
     }
 
