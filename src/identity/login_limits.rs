@@ -10,6 +10,11 @@ use std::time::{Duration, Instant};
 use super::{Credentials, Identity, IdentityError};
 use crate::config::LoginLimits;
 use crate::limiter::{Attempt, LoginLimiter};
+use crate::metrics::Handles;
+
+/// `regauth_login_limiter_entries` by table: set after every login, so
+/// through handles registered once.
+static TABLE_SIZES: Handles<&str, metrics::Gauge, 2> = Handles::new();
 
 /// A limiter sized by the config in force at start (table capacity and
 /// entry lifetimes need a restart; the thresholds follow reloads).
@@ -53,10 +58,16 @@ where
     if let Some(attempt) = attempt {
         settle(attempt, &outcome, Instant::now());
         let sizes = limiter.table_sizes();
-        metrics::gauge!("regauth_login_limiter_entries", "table" => "counters")
-            .set(sizes.counters as f64);
-        metrics::gauge!("regauth_login_limiter_entries", "table" => "known_addresses")
-            .set(sizes.known_addresses as f64);
+        for (table, entries) in [
+            ("counters", sizes.counters),
+            ("known_addresses", sizes.known_addresses),
+        ] {
+            TABLE_SIZES.record(
+                table,
+                || metrics::gauge!("regauth_login_limiter_entries", "table" => table),
+                |gauge| gauge.set(entries as f64),
+            );
+        }
     }
     outcome
 }
