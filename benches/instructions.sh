@@ -11,7 +11,8 @@
 # /healthz, /token anonymous and /token with Basic credentials (cached).
 # User space only; under valgrind SHA-256 runs without the CPU's SHA
 # instructions, so /auth counts ~63,000 more than it executes natively.
-# Needs valgrind, ab (apache2-utils), curl and python3.
+# KEEP=DIR copies callgrind's dumps (one per endpoint) into DIR, for
+# callgrind_annotate. Needs valgrind, ab (apache2-utils), curl and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 regauth=$(realpath "${1:-target/release/regauth}")
@@ -24,7 +25,7 @@ work=$(mktemp -d -t regauth-instructions-XXXXXX)
 pid=
 cleanup() {
     [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-    rm -rf "$work"
+    [ -n "${KEEP:-}" ] && cp "$work"/callgrind.* "$KEEP"/ 2>/dev/null; rm -rf "$work"
 }
 trap cleanup EXIT
 

@@ -44,12 +44,7 @@ impl ResourceScope {
     ///
     /// The registry never puts the class in a challenge, so neither do we.
     pub fn challenge_string(&self) -> String {
-        format!(
-            "{}:{}:{}",
-            self.resource_type,
-            self.name,
-            join_actions(&self.actions)
-        )
+        ChallengeScopes(std::slice::from_ref(self)).to_string()
     }
 }
 
@@ -60,16 +55,38 @@ impl fmt::Display for ResourceScope {
         if let Some(class) = &self.class {
             write!(f, "({class})")?;
         }
-        write!(f, ":{}:{}", self.name, join_actions(&self.actions))
+        write!(f, ":{}:", self.name)?;
+        write_actions(f, &self.actions)
     }
 }
 
-fn join_actions(actions: &BTreeSet<String>) -> String {
-    actions
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join(",")
+/// Scopes as a registry's challenge lists them: `type:name:a,b`, separated
+/// by spaces. Written when shown, not before: `/auth` needs the text only
+/// for a challenge or an audit line, never for the requests it allows.
+pub struct ChallengeScopes<'a>(pub &'a [ResourceScope]);
+
+impl fmt::Display for ChallengeScopes<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, scope) in self.0.iter().enumerate() {
+            if index > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{}:{}:", scope.resource_type, scope.name)?;
+            write_actions(f, &scope.actions)?;
+        }
+        Ok(())
+    }
+}
+
+/// The actions comma-separated, in their (sorted) set order.
+fn write_actions(f: &mut fmt::Formatter<'_>, actions: &BTreeSet<String>) -> fmt::Result {
+    for (index, action) in actions.iter().enumerate() {
+        if index > 0 {
+            f.write_str(",")?;
+        }
+        f.write_str(action)?;
+    }
+    Ok(())
 }
 
 /// Why a scope or a repository name was rejected. Messages are shown to clients and operators.
@@ -437,6 +454,17 @@ mod tests {
         let scope = parse_scope("repository:a:push,,pull,").unwrap();
         assert_eq!(scope.to_string(), "repository:a:pull,push");
         assert_eq!(scope.challenge_string(), "repository:a:pull,push");
+    }
+
+    #[test]
+    fn challenge_scopes_are_space_separated_and_leave_the_class_out() {
+        let plugin = parse_scope("repository(plugin):b:push,pull").unwrap();
+        let scopes = [ResourceScope::repository("a", &["pull"]), plugin];
+        assert_eq!(
+            ChallengeScopes(&scopes).to_string(),
+            "repository:a:pull repository:b:pull,push"
+        );
+        assert_eq!(ChallengeScopes(&[]).to_string(), "");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::config::{AuthMode, AuthSettings, Front, HeaderField};
 use crate::decide::auth::{decide, Caller, Decision, Unproven, WriteCheck};
 use crate::identity::{self, Credentials};
 use crate::metrics::Handles;
-use crate::scope::ResourceScope;
+use crate::scope::{ChallengeScopes, ResourceScope};
 use crate::snapshot::Snapshot;
 use crate::state::State;
 use crate::token::{self, Expectations};
@@ -83,14 +83,11 @@ pub async fn handle(
         Err(reason) => Decision::unroutable(reason.clone()),
     };
 
-    let needed_text = required
+    let needed: &[ResourceScope] = required
         .as_ref()
         .map(|required| required.access.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .map(ResourceScope::challenge_string)
-        .collect::<Vec<_>>()
-        .join(" ");
+        .unwrap_or_default();
+    let needed_text = ChallengeScopes(needed);
     // Every refusal is audited at info. Allowed decisions, nearly all of a
     // registry's traffic, are audited at debug: writing each one cost a
     // quarter of this endpoint's throughput (README, "Performance");
@@ -213,7 +210,7 @@ async fn identify(
     }
     match (settings.mode, authorization::parse(request.headers())) {
         (AuthMode::Token, Authorization::Bearer(token)) => {
-            match verified_claims(state, snapshot, &token, now).await {
+            match verified_claims(state, snapshot, token, now).await {
                 Ok(claims) => Caller::Bearer(claims),
                 Err(reason) => Caller::Unproven(Unproven::InvalidToken(reason)),
             }
@@ -276,7 +273,11 @@ async fn verified_claims(
     Ok(verified)
 }
 
-fn answer(snapshot: &Snapshot, decision: Decision, needed_text: &str) -> Response<Body> {
+fn answer(
+    snapshot: &Snapshot,
+    decision: Decision,
+    needed_text: &ChallengeScopes,
+) -> Response<Body> {
     let config = &snapshot.config;
     match decision {
         Decision::Allow { user, groups } => {
@@ -330,11 +331,16 @@ fn answer(snapshot: &Snapshot, decision: Decision, needed_text: &str) -> Respons
 }
 
 /// The challenge of this mode: Basic, or the registry's Bearer challenge.
-fn challenge(snapshot: &Snapshot, needed_text: &str, error: Option<&str>) -> String {
+fn challenge(snapshot: &Snapshot, needed_text: &ChallengeScopes, error: Option<&str>) -> String {
     let config = &snapshot.config;
     match config.auth.mode {
         AuthMode::Basic => basic_challenge(&config.service),
-        AuthMode::Token => bearer_challenge(&config.realm, &config.service, needed_text, error),
+        AuthMode::Token => bearer_challenge(
+            &config.realm,
+            &config.service,
+            &needed_text.to_string(),
+            error,
+        ),
     }
 }
 

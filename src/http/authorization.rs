@@ -6,7 +6,7 @@ use http::HeaderMap;
 use zeroize::Zeroizing;
 
 /// The credential a request carries.
-pub enum Authorization {
+pub enum Authorization<'h> {
     /// No `Authorization` header, or Basic with an empty user and password
     /// (containers/image sends `Basic Og==` when it has no credentials).
     Nothing,
@@ -18,26 +18,29 @@ pub enum Authorization {
         /// The password; wiped from memory when dropped.
         password: Zeroizing<String>,
     },
-    /// A bearer token, split the way registry 2.8 splits it.
-    Bearer(String),
+    /// A bearer token, split the way registry 2.8 splits it; borrowed from
+    /// the header, as `/auth` only hashes it (when its verdict is cached).
+    Bearer(&'h str),
     /// A header we cannot read; the reason is safe to log and show.
     Malformed(&'static str),
 }
 
 /// Reads the `Authorization` header.
-pub fn parse(headers: &HeaderMap) -> Authorization {
+pub fn parse(headers: &HeaderMap) -> Authorization<'_> {
     let Some(value) = headers.get(AUTHORIZATION) else {
         return Authorization::Nothing;
     };
     let Ok(value) = value.to_str() else {
         return Authorization::Malformed("Authorization header is not ASCII");
     };
-    let mut parts = value.split(' ');
-    let (Some(scheme), Some(credential), None) = (parts.next(), parts.next(), parts.next()) else {
+    let Some((scheme, credential)) = value
+        .split_once(' ')
+        .filter(|(_, credential)| !credential.contains(' '))
+    else {
         return Authorization::Malformed("Authorization header must be `<scheme> <credential>`");
     };
     if scheme.eq_ignore_ascii_case("bearer") {
-        return Authorization::Bearer(credential.to_owned());
+        return Authorization::Bearer(credential);
     }
     if !scheme.eq_ignore_ascii_case("basic") {
         return Authorization::Malformed("unsupported Authorization scheme");
@@ -66,17 +69,17 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    fn with(value: &str) -> Authorization {
+    fn with(value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, HeaderValue::from_str(value).unwrap());
-        parse(&headers)
+        headers
     }
 
     #[test]
     fn forms() {
         assert!(matches!(parse(&HeaderMap::new()), Authorization::Nothing));
-        assert!(matches!(with("Basic Og=="), Authorization::Nothing));
-        match with("Basic YWxpY2U6czNjcjp0") {
+        assert!(matches!(parse(&with("Basic Og==")), Authorization::Nothing));
+        match parse(&with("Basic YWxpY2U6czNjcjp0")) {
             Authorization::Basic { user, password } => {
                 assert_eq!(user, "alice");
                 assert_eq!(password.as_str(), "s3cr:t");
@@ -84,14 +87,31 @@ mod tests {
             _ => panic!("expected Basic"),
         }
         assert!(
-            matches!(with("bearer abc.def.ghi"), Authorization::Bearer(t) if t == "abc.def.ghi")
+            matches!(parse(&with("bearer abc.def.ghi")), Authorization::Bearer(t) if t == "abc.def.ghi")
         );
-        assert!(matches!(with("Bearer  abc"), Authorization::Malformed(_)));
-        assert!(matches!(with("Basic !!!"), Authorization::Malformed(_)));
         assert!(matches!(
-            with("Basic YWxpY2U="),
+            parse(&with("Bearer  abc")),
             Authorization::Malformed(_)
         ));
-        assert!(matches!(with("Digest x"), Authorization::Malformed(_)));
+        assert!(matches!(
+            parse(&with("Bearer abc def")),
+            Authorization::Malformed(_)
+        ));
+        assert!(matches!(
+            parse(&with("Bearer")),
+            Authorization::Malformed(_)
+        ));
+        assert!(matches!(
+            parse(&with("Basic !!!")),
+            Authorization::Malformed(_)
+        ));
+        assert!(matches!(
+            parse(&with("Basic YWxpY2U=")),
+            Authorization::Malformed(_)
+        ));
+        assert!(matches!(
+            parse(&with("Digest x")),
+            Authorization::Malformed(_)
+        ));
     }
 }
