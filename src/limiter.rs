@@ -81,6 +81,12 @@ pub struct Limited {
     pub retry_after: Duration,
 }
 
+/// How often a remembered login renews its known address: a checked login
+/// renews it every time; one let through by
+/// [`LoginLimiter::admit_remembered`] writes only when the last renewal is
+/// this old, so the known period ends at most this much early.
+const KNOWN_RENEWAL: Duration = Duration::from_secs(60);
+
 /// Per-process keyed digest of an account name: table keys stay 8 bytes
 /// whatever length of name a request carries.
 type AccountKey = u64;
@@ -150,26 +156,7 @@ impl LoginLimiter {
     ) -> Result<Attempt<'_>, Limited> {
         let account = self.hasher.hash_one(account);
         let group = client.group();
-        let known = self.known.get(&(account, group)).is_some_and(|since| {
-            now.saturating_duration_since(since) < thresholds.known_address_for
-        });
-        let counters = [
-            (
-                CounterKey::AccountAtAddress(account, group),
-                thresholds.per_account_and_address,
-                Counter::AccountAtAddress,
-            ),
-            (
-                CounterKey::Address(group),
-                thresholds.per_address,
-                Counter::Address,
-            ),
-            (
-                CounterKey::Account(account),
-                thresholds.per_account.filter(|_| !known),
-                Counter::Account,
-            ),
-        ];
+        let counters = self.counters_of(thresholds, account, group, now);
         let mut attempt = Attempt {
             limiter: self,
             account,
@@ -191,6 +178,90 @@ impl LoginLimiter {
             }
         }
         Ok(attempt)
+    }
+
+    /// Whether [`begin`](Self::begin) would admit a login as `account` from
+    /// `client` now, and if so, records the success that login is already
+    /// known to be: for a secret that verified moments ago (the credential
+    /// cache), which skips the charge and refund of a checked login. A
+    /// refusal records nothing; the caller then takes the charged way and
+    /// is refused there, so a limited client never learns that a guess was
+    /// right.
+    ///
+    /// Reads only, unless there is something to record: failures at this
+    /// account from this address to clear, or a known address due for
+    /// renewal.
+    pub fn admit_remembered(
+        &self,
+        thresholds: &Thresholds,
+        account: &str,
+        client: ClientAddress,
+        now: Instant,
+    ) -> bool {
+        let account = self.hasher.hash_one(account);
+        let group = client.group();
+        let admitted = self
+            .counters_of(thresholds, account, group, now)
+            .into_iter()
+            .all(|(key, limit, _)| {
+                let Some(limit) = limit else { return true };
+                let cost = thresholds.window / limit.get();
+                self.level(key, now) + cost <= thresholds.window
+            });
+        if admitted {
+            let failures_here = CounterKey::AccountAtAddress(account, group);
+            if self.counters.contains_key(&failures_here) {
+                self.counters.invalidate(&failures_here);
+            }
+            let renewed_lately = self
+                .known
+                .get(&(account, group))
+                .is_some_and(|since| now.saturating_duration_since(since) < KNOWN_RENEWAL);
+            if !renewed_lately {
+                self.known.insert((account, group), now);
+            }
+        }
+        admitted
+    }
+
+    /// The counters a login as `account` from `group` is charged to, with
+    /// their limits (`None`: not counted). The per-account one does not
+    /// count addresses the account logged in from lately.
+    fn counters_of(
+        &self,
+        thresholds: &Thresholds,
+        account: AccountKey,
+        group: AddressGroup,
+        now: Instant,
+    ) -> [(CounterKey, Option<NonZeroU32>, Counter); 3] {
+        let known = self.known.get(&(account, group)).is_some_and(|since| {
+            now.saturating_duration_since(since) < thresholds.known_address_for
+        });
+        [
+            (
+                CounterKey::AccountAtAddress(account, group),
+                thresholds.per_account_and_address,
+                Counter::AccountAtAddress,
+            ),
+            (
+                CounterKey::Address(group),
+                thresholds.per_address,
+                Counter::Address,
+            ),
+            (
+                CounterKey::Account(account),
+                thresholds.per_account.filter(|_| !known),
+                Counter::Account,
+            ),
+        ]
+    }
+
+    /// A counter's level at `now`, in time: zero for one never charged or
+    /// drained.
+    fn level(&self, key: CounterKey, now: Instant) -> Duration {
+        self.counters.get(&key).map_or(Duration::ZERO, |bucket| {
+            bucket.empty_at.saturating_duration_since(now)
+        })
     }
 
     /// How full the tables are (approximate: moka counts lazily).
@@ -430,6 +501,52 @@ mod tests {
         assert_eq!(fail(&limiter, &t, "alice", office, 11, now), 10);
         // The address counter kept the 9 + 10 failures (not the success).
         assert_eq!(spray(&limiter, &t, office, 20, now), 11);
+    }
+
+    #[test]
+    fn a_remembered_login_is_admitted_as_begin_would_and_records_its_success() {
+        let (limiter, t, now) = (limiter(), thresholds(), Instant::now());
+        let office = address("192.0.2.10");
+        assert_eq!(fail(&limiter, &t, "alice", office, 9, now), 9);
+        assert!(limiter.admit_remembered(&t, "alice", office, now));
+        // As after a checked success: the typo streak is forgotten...
+        assert_eq!(fail(&limiter, &t, "alice", office, 11, now), 10);
+        // ... and nothing was charged to the address counter (9 + 10).
+        assert_eq!(spray(&limiter, &t, office, 20, now), 11);
+    }
+
+    #[test]
+    fn a_remembered_login_makes_its_address_known() {
+        let (limiter, t, now) = (limiter(), thresholds(), Instant::now());
+        // A botnet filling alice's account counter refuses a stranger, not
+        // her where a remembered login let her in.
+        let home = address("198.51.100.7");
+        assert!(limiter.admit_remembered(&t, "alice", home, now));
+        for i in 0..100u32 {
+            let bot = address(&format!("10.0.{}.{}", i / 250, i % 250));
+            assert!(limiter.begin(&t, "alice", bot, now).is_ok(), "bot {i}");
+        }
+        let stranger = address("203.0.113.9");
+        let refused = limiter.begin(&t, "alice", stranger, now).err().unwrap();
+        assert_eq!(refused.counter, Counter::Account);
+        assert!(limiter.admit_remembered(&t, "alice", home, now));
+        assert!(limiter.begin(&t, "alice", home, now).is_ok());
+    }
+
+    #[test]
+    fn a_limited_client_is_refused_a_remembered_login_and_nothing_is_recorded() {
+        let (limiter, t, now) = (limiter(), thresholds(), Instant::now());
+        let client = address("192.0.2.10");
+        assert_eq!(fail(&limiter, &t, "alice", client, 11, now), 10);
+        // The right secret, remembered: still refused while limited, so
+        // the answer tells a guesser nothing.
+        assert!(!limiter.admit_remembered(&t, "alice", client, now));
+        // The refusal cleared nothing: the counter is as full as before.
+        assert!(limiter.begin(&t, "alice", client, now).is_err());
+        // Once the counter has room again, it is admitted.
+        let later = now + t.window / 10;
+        assert!(limiter.admit_remembered(&t, "alice", client, later));
+        assert_eq!(fail(&limiter, &t, "alice", client, 11, later), 10);
     }
 
     #[test]

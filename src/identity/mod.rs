@@ -230,6 +230,9 @@ pub async fn authenticate(
     credentials: &Credentials<'_>,
     now: i64,
 ) -> Result<Identity, IdentityError> {
+    if let Some(identity) = remembered_login(state, snapshot, credentials) {
+        return Ok(identity);
+    }
     let limits = &snapshot.config.login_limits;
     // Behind an identical login in flight, if any: once it succeeds this one
     // is remembered, checked without bcrypt and never limited (see turns).
@@ -241,6 +244,58 @@ pub async fn authenticate(
     login_limits::behind_limiter(&state.login_limiter, limits, credentials, sources).await
 }
 
+/// A file user's password that verified within the credential cache's
+/// lifetime, let through on the limiter's read-only check
+/// ([`LoginLimiter::admit_remembered`](crate::limiter::LoginLimiter::admit_remembered))
+/// instead of its charge and refund, which cost such a login more than
+/// everything else it does. Anything else (`None`) takes the checked way,
+/// where a client the limiter refuses is refused before any check.
+fn remembered_login(
+    state: &State,
+    snapshot: &Snapshot,
+    credentials: &Credentials<'_>,
+) -> Option<Identity> {
+    if secret_kind(snapshot, credentials.password) != SecretKind::Password
+        || !files_own(snapshot, credentials.user)
+    {
+        return None;
+    }
+    let admitted = |_: &Identity| match snapshot.config.login_limits.failures() {
+        None => true,
+        Some(thresholds) => state.login_limiter.admit_remembered(
+            thresholds,
+            credentials.user,
+            credentials.client,
+            std::time::Instant::now(),
+        ),
+    };
+    state
+        .credentials
+        .remembered(&snapshot.users, credentials.user, credentials.password)
+        .filter(admitted)
+}
+
+/// Which source a secret is for, by its shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SecretKind {
+    /// A scoped API token (`rgt_…`).
+    ApiToken,
+    /// An OIDC ID token, when issuers are trusted.
+    Federated,
+    /// Anything else.
+    Password,
+}
+
+fn secret_kind(snapshot: &Snapshot, secret: &str) -> SecretKind {
+    if api_tokens::looks_like_secret(secret) {
+        SecretKind::ApiToken
+    } else if !snapshot.federation.is_empty() && federation::looks_like_jwt(secret) {
+        SecretKind::Federated
+    } else {
+        SecretKind::Password
+    }
+}
+
 /// Every source that checks a secret, behind [`authenticate`]'s limiter.
 async fn check_secret(
     state: &State,
@@ -248,13 +303,21 @@ async fn check_secret(
     credentials: &Credentials<'_>,
     now: i64,
 ) -> Result<Identity, IdentityError> {
-    if api_tokens::looks_like_secret(credentials.password) {
-        return api_tokens::authenticate(snapshot, credentials, now);
+    match secret_kind(snapshot, credentials.password) {
+        SecretKind::ApiToken => api_tokens::authenticate(snapshot, credentials, now),
+        SecretKind::Federated => {
+            federation::authenticate(&state.federation_keys, snapshot, credentials, now).await
+        }
+        SecretKind::Password => password_login(state, snapshot, credentials).await,
     }
-    if !snapshot.federation.is_empty() && federation::looks_like_jwt(credentials.password) {
-        return federation::authenticate(&state.federation_keys, snapshot, credentials, now).await;
-    }
-    password_login(state, snapshot, credentials).await
+}
+
+/// Whether a password login as `name` is the file users' to check (see
+/// [`password_login`]), not the directory's.
+fn files_own(snapshot: &Snapshot, name: &str) -> bool {
+    snapshot.directory.as_ref().is_none_or(|directory| {
+        directory.settings().precedence == Precedence::Files && snapshot.users.get(name).is_some()
+    })
 }
 
 /// A password, checked by the file users or the directory.
@@ -289,13 +352,11 @@ async fn password_login(
             .authenticate(&snapshot.users, credentials)
             .await
     };
-    let Some(directory) = &snapshot.directory else {
-        return files().await;
+    let directory = match &snapshot.directory {
+        Some(directory) if !files_own(snapshot, name) => directory,
+        _ => return files().await,
     };
     let settings = directory.settings();
-    if settings.precedence == Precedence::Files && snapshot.users.get(name).is_some() {
-        return files().await;
-    }
     match ldap::login_cached(&state.credentials, directory, name, password).await {
         Ok(user)
             if settings.precedence == Precedence::Files
@@ -474,6 +535,52 @@ mod tests {
             let outcome = login.await.unwrap();
             assert!(outcome.is_ok(), "{outcome:?}");
         }
+    }
+
+    /// A remembered password skips the limiter's charge, never its
+    /// refusal: while the client is limited, the right password (already
+    /// in the credential cache) is refused like any guess, so the answer
+    /// tells a guesser nothing.
+    #[tokio::test]
+    async fn a_remembered_password_is_refused_while_its_client_is_limited() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = bcrypt::hash("right-password", 4).unwrap();
+        let config = serde_json::json!({
+            "service": "registry.test",
+            "issuer": "regauth",
+            "realm": "https://registry.test/token",
+            "token": { "algorithm": "ES256", "private_key": "token.key", "generate_if_missing": true },
+            "users": { "robot": { "password": hash } },
+        });
+        let path = dir.path().join("regauth.json");
+        std::fs::write(&path, config.to_string()).unwrap();
+        let snapshot = Snapshot::load_with(&path, MissingKeys::Preview).unwrap();
+        let state = State::new(snapshot, path, None);
+        let snapshot = state.snapshot();
+        let login = |password: &'static str, address: &'static str| {
+            let credentials = Credentials {
+                user: "robot",
+                password,
+                client: ClientAddress::ip(address.parse().unwrap()),
+            };
+            let (state, snapshot) = (&state, &snapshot);
+            async move { authenticate(state, snapshot, &credentials, 0).await }
+        };
+        assert!(login("right-password", "192.0.2.1").await.is_ok());
+        for _ in 0..10 {
+            let wrong = login("guess", "192.0.2.1").await;
+            assert!(
+                matches!(wrong, Err(IdentityError::WrongCredential { .. })),
+                "{wrong:?}"
+            );
+        }
+        let limited = login("right-password", "192.0.2.1").await;
+        assert!(
+            matches!(limited, Err(IdentityError::Limited { .. })),
+            "{limited:?}"
+        );
+        // Elsewhere the same remembered password still gets in.
+        assert!(login("right-password", "198.51.100.2").await.is_ok());
     }
 
     #[test]
