@@ -65,11 +65,30 @@ impl TokenCache {
         }
     }
 
-    /// The cache key of a token verified under snapshot `generation`.
-    pub fn key(generation: u64, token: &str) -> [u8; 32] {
+    /// The cache key of a token verified under snapshot `generation`,
+    /// whose signing key puts `signing_header` in every token it signs: a
+    /// SHA-256 of both. That header segment is most of such a token (its
+    /// `x5c` certificate), so a token that starts with it is hashed without
+    /// it, and marked apart from tokens hashed whole: within a generation
+    /// the header is fixed, so distinct tokens still get distinct keys.
+    pub fn key(generation: u64, signing_header: &str, token: &str) -> [u8; 32] {
+        const WHOLE: u8 = 0;
+        const AFTER_SIGNING_HEADER: u8 = 1;
         let mut digest = Sha256::new();
         digest.update(generation.to_be_bytes());
-        digest.update(token.as_bytes());
+        match token
+            .strip_prefix(signing_header)
+            .and_then(|rest| rest.strip_prefix('.'))
+        {
+            Some(rest) => {
+                digest.update([AFTER_SIGNING_HEADER]);
+                digest.update(rest.as_bytes());
+            }
+            None => {
+                digest.update([WHOLE]);
+                digest.update(token.as_bytes());
+            }
+        }
         digest.finalize().into()
     }
 
@@ -138,6 +157,33 @@ mod tests {
                 })
                 .collect(),
         })
+    }
+
+    #[test]
+    fn distinct_tokens_get_distinct_keys_with_or_without_our_header() {
+        const OURS: &str = "eyJhbGciOiJFUzI1NiJ9";
+        fn key(generation: u64, token: &str) -> [u8; 32] {
+            TokenCache::key(generation, OURS, token)
+        }
+        let ours = OURS;
+        let signed = format!("{ours}.eyJzdWIiOiJhIn0.c2ln");
+        assert_eq!(key(1, &signed), key(1, &signed));
+        // The same claims and signature under another header.
+        assert_ne!(
+            key(1, &signed),
+            key(1, "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln")
+        );
+        // The rest after our header, presented alone, is another token.
+        assert_ne!(key(1, &signed), key(1, "eyJzdWIiOiJhIn0.c2ln"));
+        assert_ne!(
+            key(1, &signed),
+            key(1, &format!("{ours}eyJzdWIiOiJhIn0.c2ln"))
+        );
+        assert_ne!(key(1, &signed), key(2, &signed));
+        assert_ne!(
+            key(1, &signed),
+            key(1, &format!("{ours}.eyJzdWIiOiJiIn0.c2ln"))
+        );
     }
 
     #[test]

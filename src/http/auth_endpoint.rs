@@ -249,7 +249,11 @@ async fn verified_claims(
 ) -> Result<Arc<VerifiedToken>, String> {
     let config = &snapshot.config;
     let leeway = config.auth.leeway.as_i64();
-    let key = TokenCache::key(snapshot.generation, token);
+    let key = TokenCache::key(
+        snapshot.generation,
+        snapshot.signing_key.jws_header(),
+        token,
+    );
     if let Some(verified) = state.tokens.get(&key).await {
         if verified.expired_at(now, leeway) {
             return Err("token expired".into());
