@@ -72,6 +72,24 @@ where
     outcome
 }
 
+/// Whether a login whose secret is already known to be right (remembered)
+/// is let through without a check: the limiter's answer, read only, and
+/// the success recorded (see [`LoginLimiter::admit_remembered`]).
+pub fn admit_remembered(
+    limiter: &LoginLimiter,
+    limits: &LoginLimits,
+    credentials: &Credentials<'_>,
+) -> bool {
+    limits.failures().is_none_or(|thresholds| {
+        limiter.admit_remembered(
+            thresholds,
+            credentials.user,
+            credentials.client,
+            Instant::now(),
+        )
+    })
+}
+
 /// A wrong secret keeps its charge; a right one clears the way; a check
 /// that never ran (full queue, source down, our own error) costs nothing.
 fn settle(attempt: Attempt<'_>, outcome: &Result<Identity, IdentityError>, now: Instant) {

@@ -260,19 +260,12 @@ fn remembered_login(
     {
         return None;
     }
-    let admitted = |_: &Identity| match snapshot.config.login_limits.failures() {
-        None => true,
-        Some(thresholds) => state.login_limiter.admit_remembered(
-            thresholds,
-            credentials.user,
-            credentials.client,
-            std::time::Instant::now(),
-        ),
-    };
-    state
-        .credentials
-        .remembered(&snapshot.users, credentials.user, credentials.password)
-        .filter(admitted)
+    let identity =
+        state
+            .credentials
+            .remembered(&snapshot.users, credentials.user, credentials.password)?;
+    let limits = &snapshot.config.login_limits;
+    login_limits::admit_remembered(&state.login_limiter, limits, credentials).then_some(identity)
 }
 
 /// Which source a secret is for, by its shape.
