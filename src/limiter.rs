@@ -455,82 +455,70 @@ mod tests {
         assert_eq!(let_through, 30);
     }
 
+    /// A login whose secret was right, as the limiter learns of it.
+    type Success = fn(&LoginLimiter, &Thresholds, ClientAddress, Instant);
+
+    /// Checked (charged, then refunded) or remembered (admitted without a
+    /// charge): either must leave the same state behind.
+    const SUCCESSES: [(&str, Success); 2] = [
+        ("checked", |limiter, t, client, now| {
+            limiter
+                .begin(t, "alice", client, now)
+                .unwrap()
+                .succeeded(now);
+        }),
+        ("remembered", |limiter, t, client, now| {
+            assert!(limiter.admit_remembered(t, "alice", client, now));
+        }),
+    ];
+
     #[test]
     fn many_addresses_fill_the_account_counter_but_known_addresses_pass() {
-        let (limiter, t, now) = (limiter(), thresholds(), Instant::now());
-        let home = address("198.51.100.7");
-        limiter
-            .begin(&t, "alice", home, now)
-            .unwrap()
-            .succeeded(now);
-        // A botnet: 100 addresses, one guess each at alice.
-        for i in 0..100u32 {
-            let bot = address(&format!("10.0.{}.{}", i / 250, i % 250));
-            assert!(limiter.begin(&t, "alice", bot, now).is_ok(), "bot {i}");
+        for (kind, succeed) in SUCCESSES {
+            let (limiter, t, now) = (limiter(), thresholds(), Instant::now());
+            let home = address("198.51.100.7");
+            succeed(&limiter, &t, home, now);
+            // A botnet: 100 addresses, one guess each at alice.
+            for i in 0..100u32 {
+                let bot = address(&format!("10.0.{}.{}", i / 250, i % 250));
+                assert!(
+                    limiter.begin(&t, "alice", bot, now).is_ok(),
+                    "{kind}: bot {i}"
+                );
+            }
+            let stranger = address("203.0.113.9");
+            let refused = limiter.begin(&t, "alice", stranger, now).err().unwrap();
+            assert_eq!(refused.counter, Counter::Account, "{kind}");
+            assert_eq!(refused.retry_after, 6 * Duration::from_secs(1), "{kind}");
+            // The real user, from where they logged in before, still gets in.
+            succeed(&limiter, &t, home, now);
+            // ... but only while the address is remembered.
+            let much_later = now + t.known_address_for;
+            for i in 0..100u32 {
+                let bot = address(&format!("10.1.{}.{}", i / 250, i % 250));
+                let _ = limiter.begin(&t, "alice", bot, much_later);
+            }
+            assert!(
+                limiter.begin(&t, "alice", home, much_later).is_err(),
+                "{kind}"
+            );
+            // Other accounts are not affected.
+            assert!(limiter.begin(&t, "bob", stranger, now).is_ok(), "{kind}");
         }
-        let stranger = address("203.0.113.9");
-        let refused = limiter.begin(&t, "alice", stranger, now).err().unwrap();
-        assert_eq!(refused.counter, Counter::Account);
-        assert_eq!(refused.retry_after, 6 * Duration::from_secs(1));
-        // The real user, from where they logged in before, still gets in.
-        limiter
-            .begin(&t, "alice", home, now)
-            .unwrap()
-            .succeeded(now);
-        // ... but only while the address is remembered.
-        let much_later = now + t.known_address_for;
-        for i in 0..100u32 {
-            let bot = address(&format!("10.1.{}.{}", i / 250, i % 250));
-            let _ = limiter.begin(&t, "alice", bot, much_later);
-        }
-        assert!(limiter.begin(&t, "alice", home, much_later).is_err());
-        // Other accounts are not affected.
-        assert!(limiter.begin(&t, "bob", stranger, now).is_ok());
     }
 
     #[test]
     fn a_success_clears_its_own_counter_and_refunds_the_others() {
-        let (limiter, t, now) = (limiter(), thresholds(), Instant::now());
-        let office = address("192.0.2.10");
-        assert_eq!(fail(&limiter, &t, "alice", office, 9, now), 9);
-        limiter
-            .begin(&t, "alice", office, now)
-            .unwrap()
-            .succeeded(now);
-        // The typo streak is forgotten: ten more tries before a refusal.
-        assert_eq!(fail(&limiter, &t, "alice", office, 11, now), 10);
-        // The address counter kept the 9 + 10 failures (not the success).
-        assert_eq!(spray(&limiter, &t, office, 20, now), 11);
-    }
-
-    #[test]
-    fn a_remembered_login_is_admitted_as_begin_would_and_records_its_success() {
-        let (limiter, t, now) = (limiter(), thresholds(), Instant::now());
-        let office = address("192.0.2.10");
-        assert_eq!(fail(&limiter, &t, "alice", office, 9, now), 9);
-        assert!(limiter.admit_remembered(&t, "alice", office, now));
-        // As after a checked success: the typo streak is forgotten...
-        assert_eq!(fail(&limiter, &t, "alice", office, 11, now), 10);
-        // ... and nothing was charged to the address counter (9 + 10).
-        assert_eq!(spray(&limiter, &t, office, 20, now), 11);
-    }
-
-    #[test]
-    fn a_remembered_login_makes_its_address_known() {
-        let (limiter, t, now) = (limiter(), thresholds(), Instant::now());
-        // A botnet filling alice's account counter refuses a stranger, not
-        // her where a remembered login let her in.
-        let home = address("198.51.100.7");
-        assert!(limiter.admit_remembered(&t, "alice", home, now));
-        for i in 0..100u32 {
-            let bot = address(&format!("10.0.{}.{}", i / 250, i % 250));
-            assert!(limiter.begin(&t, "alice", bot, now).is_ok(), "bot {i}");
+        for (kind, succeed) in SUCCESSES {
+            let (limiter, t, now) = (limiter(), thresholds(), Instant::now());
+            let office = address("192.0.2.10");
+            assert_eq!(fail(&limiter, &t, "alice", office, 9, now), 9, "{kind}");
+            succeed(&limiter, &t, office, now);
+            // The typo streak is forgotten: ten more tries before a refusal.
+            assert_eq!(fail(&limiter, &t, "alice", office, 11, now), 10, "{kind}");
+            // The address counter kept the 9 + 10 failures (not the success).
+            assert_eq!(spray(&limiter, &t, office, 20, now), 11, "{kind}");
         }
-        let stranger = address("203.0.113.9");
-        let refused = limiter.begin(&t, "alice", stranger, now).err().unwrap();
-        assert_eq!(refused.counter, Counter::Account);
-        assert!(limiter.admit_remembered(&t, "alice", home, now));
-        assert!(limiter.begin(&t, "alice", home, now).is_ok());
     }
 
     #[test]

@@ -113,29 +113,20 @@ mod tests {
         assert!(
             matches!(parse(&with("bearer abc.def.ghi")), Authorization::Bearer(t) if t == "abc.def.ghi")
         );
-        assert!(matches!(
-            parse(&with("Bearer  abc")),
-            Authorization::Malformed(_)
-        ));
-        assert!(matches!(
-            parse(&with("Bearer abc def")),
-            Authorization::Malformed(_)
-        ));
-        assert!(matches!(
-            parse(&with("Bearer")),
-            Authorization::Malformed(_)
-        ));
-        assert!(matches!(
-            parse(&with("Basic !!!")),
-            Authorization::Malformed(_)
-        ));
-        assert!(matches!(
-            parse(&with("Basic YWxpY2U=")),
-            Authorization::Malformed(_)
-        ));
-        assert!(matches!(
-            parse(&with("Digest x")),
-            Authorization::Malformed(_)
-        ));
+        let malformed = [
+            "Bearer  abc",
+            "Bearer abc def",
+            "Bearer",
+            "Basic !!!",
+            "Basic YWxpY2U=",
+            "Digest x",
+        ];
+        for value in malformed {
+            let headers = with(value);
+            assert!(
+                matches!(parse(&headers), Authorization::Malformed(_)),
+                "{value}"
+            );
+        }
     }
 }

@@ -498,18 +498,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_burst_of_right_passwords_from_one_address_is_not_limited() {
         let dir = tempfile::tempdir().unwrap();
-        let hash = bcrypt::hash("right-password", 4).unwrap();
-        let config = serde_json::json!({
-            "service": "registry.test",
-            "issuer": "regauth",
-            "realm": "https://registry.test/token",
-            "token": { "algorithm": "ES256", "private_key": "token.key", "generate_if_missing": true },
-            "users": { "robot": { "password": hash } },
-        });
-        let path = dir.path().join("regauth.json");
-        std::fs::write(&path, config.to_string()).unwrap();
-        let snapshot = Snapshot::load_with(&path, MissingKeys::Preview).unwrap();
-        let state = Arc::new(State::new(snapshot, path, None));
+        let state = Arc::new(one_robot(dir.path()));
         let logins: Vec<_> = (0..24)
             .map(|_| {
                 let state = Arc::clone(&state);
@@ -530,13 +519,10 @@ mod tests {
         }
     }
 
-    /// A remembered password skips the limiter's charge, never its
-    /// refusal: while the client is limited, the right password (already
-    /// in the credential cache) is refused like any guess, so the answer
-    /// tells a guesser nothing.
-    #[tokio::test]
-    async fn a_remembered_password_is_refused_while_its_client_is_limited() {
-        let dir = tempfile::tempdir().unwrap();
+    /// The state of a config with one file user, `robot`, whose password
+    /// is `right-password` (bcrypt at its lowest cost: the tests are about
+    /// the limiter, not the hash).
+    fn one_robot(dir: &std::path::Path) -> State {
         let hash = bcrypt::hash("right-password", 4).unwrap();
         let config = serde_json::json!({
             "service": "registry.test",
@@ -545,10 +531,20 @@ mod tests {
             "token": { "algorithm": "ES256", "private_key": "token.key", "generate_if_missing": true },
             "users": { "robot": { "password": hash } },
         });
-        let path = dir.path().join("regauth.json");
+        let path = dir.join("regauth.json");
         std::fs::write(&path, config.to_string()).unwrap();
         let snapshot = Snapshot::load_with(&path, MissingKeys::Preview).unwrap();
-        let state = State::new(snapshot, path, None);
+        State::new(snapshot, path, None)
+    }
+
+    /// A remembered password skips the limiter's charge, never its
+    /// refusal: while the client is limited, the right password (already
+    /// in the credential cache) is refused like any guess, so the answer
+    /// tells a guesser nothing.
+    #[tokio::test]
+    async fn a_remembered_password_is_refused_while_its_client_is_limited() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = one_robot(dir.path());
         let snapshot = state.snapshot();
         let login = |password: &'static str, address: &'static str| {
             let credentials = Credentials {
