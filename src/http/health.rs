@@ -30,8 +30,10 @@ pub fn healthz(state: &State, snapshot: &Snapshot) -> Response<Body> {
     json_response(StatusCode::OK, &body)
 }
 
-/// Prometheus text exposition of every counter and histogram.
+/// Prometheus text exposition of every counter and histogram; gauges of
+/// tables are read now.
 pub fn metrics(state: &State) -> Response<Body> {
+    crate::identity::login_limits::record_table_sizes(&state.login_limiter);
     let text = state
         .metrics
         .as_ref()

@@ -12,8 +12,7 @@ use crate::config::LoginLimits;
 use crate::limiter::{Attempt, LoginLimiter};
 use crate::metrics::Handles;
 
-/// `regauth_login_limiter_entries` by table: set after every login, so
-/// through handles registered once.
+/// `regauth_login_limiter_entries` by table.
 static TABLE_SIZES: Handles<&str, metrics::Gauge, 2> = Handles::new();
 
 /// A limiter sized by the config in force at start (table capacity and
@@ -57,19 +56,25 @@ where
     let outcome = check.await;
     if let Some(attempt) = attempt {
         settle(attempt, &outcome, Instant::now());
-        let sizes = limiter.table_sizes();
-        for (table, entries) in [
-            ("counters", sizes.counters),
-            ("known_addresses", sizes.known_addresses),
-        ] {
-            TABLE_SIZES.record(
-                table,
-                || metrics::gauge!("regauth_login_limiter_entries", "table" => table),
-                |gauge| gauge.set(entries as f64),
-            );
-        }
     }
     outcome
+}
+
+/// Sets `regauth_login_limiter_entries` from the tables as they are now:
+/// called when `/metrics` is read, so no login pays for it and none is
+/// missed.
+pub fn record_table_sizes(limiter: &LoginLimiter) {
+    let sizes = limiter.table_sizes();
+    for (table, entries) in [
+        ("counters", sizes.counters),
+        ("known_addresses", sizes.known_addresses),
+    ] {
+        TABLE_SIZES.record(
+            table,
+            || metrics::gauge!("regauth_login_limiter_entries", "table" => table),
+            |gauge| gauge.set(entries as f64),
+        );
+    }
 }
 
 /// Whether a login whose secret is already known to be right (remembered)
