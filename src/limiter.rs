@@ -156,7 +156,8 @@ impl LoginLimiter {
     ) -> Result<Attempt<'_>, Limited> {
         let account = self.hasher.hash_one(account);
         let group = client.group();
-        let counters = self.counters_of(thresholds, account, group, now);
+        let known_since = self.known.get(&(account, group));
+        let counters = Self::counters_of(thresholds, account, group, known_since, now);
         let mut attempt = Attempt {
             limiter: self,
             account,
@@ -200,8 +201,8 @@ impl LoginLimiter {
     ) -> bool {
         let account = self.hasher.hash_one(account);
         let group = client.group();
-        let admitted = self
-            .counters_of(thresholds, account, group, now)
+        let known_since = self.known.get(&(account, group));
+        let admitted = Self::counters_of(thresholds, account, group, known_since, now)
             .into_iter()
             .all(|(key, limit, _)| {
                 let Some(limit) = limit else { return true };
@@ -213,9 +214,7 @@ impl LoginLimiter {
             if self.counters.contains_key(&failures_here) {
                 self.counters.invalidate(&failures_here);
             }
-            let renewed_lately = self
-                .known
-                .get(&(account, group))
+            let renewed_lately = known_since
                 .is_some_and(|since| now.saturating_duration_since(since) < KNOWN_RENEWAL);
             if !renewed_lately {
                 self.known.insert((account, group), now);
@@ -226,15 +225,16 @@ impl LoginLimiter {
 
     /// The counters a login as `account` from `group` is charged to, with
     /// their limits (`None`: not counted). The per-account one does not
-    /// count addresses the account logged in from lately.
+    /// count an address the account logged in from lately (`known_since`,
+    /// the known-address table's entry).
     fn counters_of(
-        &self,
         thresholds: &Thresholds,
         account: AccountKey,
         group: AddressGroup,
+        known_since: Option<Instant>,
         now: Instant,
     ) -> [(CounterKey, Option<NonZeroU32>, Counter); 3] {
-        let known = self.known.get(&(account, group)).is_some_and(|since| {
+        let known = known_since.is_some_and(|since| {
             now.saturating_duration_since(since) < thresholds.known_address_for
         });
         [
