@@ -165,8 +165,7 @@ mod tests {
         fn key(generation: u64, token: &str) -> [u8; 32] {
             TokenCache::key(generation, OURS, token)
         }
-        let ours = OURS;
-        let signed = format!("{ours}.eyJzdWIiOiJhIn0.c2ln");
+        let signed = format!("{OURS}.eyJzdWIiOiJhIn0.c2ln");
         assert_eq!(key(1, &signed), key(1, &signed));
         // The same claims and signature under another header.
         assert_ne!(
@@ -177,12 +176,12 @@ mod tests {
         assert_ne!(key(1, &signed), key(1, "eyJzdWIiOiJhIn0.c2ln"));
         assert_ne!(
             key(1, &signed),
-            key(1, &format!("{ours}eyJzdWIiOiJhIn0.c2ln"))
+            key(1, &format!("{OURS}eyJzdWIiOiJhIn0.c2ln"))
         );
         assert_ne!(key(1, &signed), key(2, &signed));
         assert_ne!(
             key(1, &signed),
-            key(1, &format!("{ours}.eyJzdWIiOiJiIn0.c2ln"))
+            key(1, &format!("{OURS}.eyJzdWIiOiJiIn0.c2ln"))
         );
     }
 
